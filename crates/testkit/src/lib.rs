@@ -1,1 +1,179 @@
-//! warren-testkit
+//! `warren-testkit`: an in-process end-to-end harness. Starts a whole `warrend` on 127.0.0.1 port
+//! 0 with a temporary data directory, SQLite file and generated CA, plus origins (an HTTP origin,
+//! a TCP echo) and clients (plain HTTP with a Host header, HTTPS with SNI trusting the edge's CA).
+//! Test-only: never linked into release binaries.
+//!
+//! # Layout
+//!
+//! - [`TestEdge`]: the server, its addresses, the first authtoken, extra credentials.
+//! - [`origin`]: upstream services an agent forwards to.
+//! - [`client`]: visitors.
+
+pub mod client;
+pub mod origin;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Once;
+use std::time::Duration;
+
+use warrend::config::{Bootstrap, Config};
+use warren_store::NewCredential;
+
+/// Upper bound for any single step a test waits on.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running edge for one test.
+pub struct TestEdge {
+    pub server: warrend::Server,
+    /// The first authtoken (unrestricted).
+    pub authtoken: String,
+    /// The CA agents and visitors trust (PEM).
+    pub ca_pem: String,
+    pub config: Config,
+    dir: tempfile::TempDir,
+}
+
+impl TestEdge {
+    /// Starts an edge with defaults.
+    pub async fn start() -> TestEdge {
+        TestEdge::start_with(|_| {}).await
+    }
+
+    /// Starts an edge after `adjust` changes the configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestEdge {
+        init_tracing();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::ephemeral(dir.path(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        config.bootstrap = Bootstrap::default();
+        config.edge.drain_timeout = Duration::from_secs(5);
+        adjust(&mut config);
+        let server = warrend::start(config.clone()).await.expect("edge starts");
+        let created = server.created.as_ref().expect("first start creates credentials");
+        let authtoken = created.authtoken.clone();
+        let ca_pem = server.edge().ca_pem().to_owned();
+        TestEdge {
+            server,
+            authtoken,
+            ca_pem,
+            config,
+            dir,
+        }
+    }
+
+    /// Restarts the server on the same data directory and the same ports.
+    pub async fn restart(self) -> TestEdge {
+        let TestEdge {
+            server,
+            authtoken,
+            ca_pem,
+            mut config,
+            dir,
+        } = self;
+        config.agent_addr = server.agent_addr;
+        config.http_addr = server.http_addr;
+        config.https_addr = server.https_addr;
+        config.api_addr = server.api_addr;
+        server.shutdown().await;
+        let server = warrend::start(config.clone()).await.expect("edge restarts");
+        TestEdge {
+            server,
+            authtoken,
+            ca_pem,
+            config,
+            dir,
+        }
+    }
+
+    /// The address agents dial, as `127.0.0.1:port` (the certificate has an IP SAN for it).
+    pub fn agent_addr(&self) -> String {
+        self.server.agent_addr.to_string()
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.server.http_addr
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.server.https_addr
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Creates another authtoken with `acl` rules; returns the token.
+    pub async fn credential(&self, acl: &[&str]) -> String {
+        let (_, token) = self
+            .server
+            .edge()
+            .store()
+            .create_credential(NewCredential {
+                description: "test".into(),
+                metadata: String::new(),
+                acl: acl.iter().map(|s| s.to_string()).collect(),
+                owner_id: None,
+            })
+            .await
+            .expect("credential created");
+        token
+    }
+
+    /// A plain-HTTP visitor for this edge.
+    pub fn http(&self) -> client::HttpVisitor {
+        client::HttpVisitor::plain(self.http_addr())
+    }
+
+    /// An HTTPS visitor for this edge (SNI = the request's host, trusting the edge CA).
+    pub fn https(&self) -> client::HttpVisitor {
+        client::HttpVisitor::tls(self.https_addr(), &self.ca_pem)
+    }
+
+    /// Waits until `check` holds, polling; panics after [`STEP_TIMEOUT`].
+    pub async fn eventually(&self, what: &str, mut check: impl FnMut(&warren_edge::Edge) -> bool) {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        while !check(self.server.edge()) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Logs to the test output when `WARREN_LOG` is set.
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// A rustls client configuration trusting only `ca_pem`.
+pub fn client_tls(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA accepted");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

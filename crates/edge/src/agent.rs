@@ -1,0 +1,600 @@
+//! Agent connections: TLS, the mux session, heartbeats, Auth, then the RPC loop (Bind, Unbind,
+//! and the refusals for RPCs Warren does not serve), and the commands the edge sends to agents.
+//!
+//! One task per agent connection accepts streams; each RPC runs in its own task so a slow Bind
+//! never holds up heartbeats. Every first read is bounded by a size and a deadline: the TLS
+//! handshake and Auth together by [`crate::config::AGENT_HANDSHAKE_TIMEOUT`], each RPC body by
+//! [`RPC_READ_TIMEOUT`] and [`MAX_RPC_BODY`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_rustls::TlsAcceptor;
+use warren_mux::{ErrorCode, Stream};
+use warren_proto::msg::{
+    Auth, AuthResp, AuthRespExtra, Bind, CommandResp, Restart, Stop, StopTunnel, Unbind,
+    UnbindResp,
+};
+use warren_proto::{ErrCode, MAX_RPC_BODY, RpcReader, encode_error, stream_type};
+
+use crate::config::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TOLERANCE, RPC_READ_TIMEOUT};
+use crate::tunnel::Tunnel;
+use crate::{CommandError, Edge};
+
+/// Time an agent gets to answer a command (Stop, Restart, Update).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a refused Auth, how long the edge waits for the agent to hang up before closing.
+const AUTH_FAILURE_LINGER: Duration = Duration::from_secs(2);
+/// ngrok's code for an RPC on a session that has not authenticated (or an Auth without token).
+const UNAUTHENTICATED_SESSION: ErrCode = ErrCode(4018);
+/// Longest ClientId an agent may ask to keep.
+const MAX_CLIENT_ID_LEN: usize = 64;
+
+/// What the agent said about itself in Auth.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AgentInfo {
+    pub os: String,
+    pub arch: String,
+    pub version: String,
+    pub client_type: String,
+    pub user_agent: String,
+    pub metadata: String,
+}
+
+/// One authenticated agent connection (a tunnel session, `ts_…`).
+pub struct AgentSession {
+    /// Tunnel session id.
+    pub id: String,
+    /// The `ClientId` given to the agent; it presents it again when it reconnects.
+    pub client_id: String,
+    /// The credential (`cr_…`) the agent authenticated with.
+    pub credential_id: String,
+    /// The credential's ACL rules, checked on every Bind.
+    pub(crate) acl: warren_model::acl::Acl,
+    /// The agent's address as seen by the edge.
+    pub remote_addr: SocketAddr,
+    pub started_at: OffsetDateTime,
+    pub info: AgentInfo,
+    pub(crate) mux: warren_mux::Session,
+    pub(crate) tunnels: Mutex<HashMap<String, Arc<Tunnel>>>,
+}
+
+impl std::fmt::Debug for AgentSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSession")
+            .field("id", &self.id)
+            .field("credential_id", &self.credential_id)
+            .field("remote_addr", &self.remote_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A command the edge can send to an agent.
+#[derive(Clone, Debug)]
+pub enum AgentCommand {
+    Stop,
+    Restart,
+    Update {
+        version: String,
+        permit_major_version: bool,
+    },
+}
+
+impl AgentSession {
+    /// The tunnels this session has bound.
+    pub fn tunnels(&self) -> Vec<Arc<Tunnel>> {
+        self.tunnels
+            .lock()
+            .expect("tunnels lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// One bound tunnel by id.
+    pub fn tunnel(&self, id: &str) -> Option<Arc<Tunnel>> {
+        self.tunnels.lock().expect("tunnels lock").get(id).cloned()
+    }
+
+    /// Closes the connection without ceremony.
+    pub fn close(&self) {
+        self.mux.close();
+    }
+
+    /// Removes tunnel `id` from this session and from the route table.
+    pub(crate) fn remove_tunnel(&self, edge: &Edge, id: &str) -> Option<Arc<Tunnel>> {
+        let tunnel = self.tunnels.lock().expect("tunnels lock").remove(id)?;
+        edge.inner().routes.remove(&tunnel.key, &tunnel);
+        tunnel.gone.cancel();
+        Some(tunnel)
+    }
+
+    /// Removes every tunnel of this session (the session has ended).
+    fn remove_all(&self, edge: &Edge) {
+        let tunnels: Vec<_> = self
+            .tunnels
+            .lock()
+            .expect("tunnels lock")
+            .drain()
+            .collect();
+        for (_, tunnel) in tunnels {
+            edge.inner().routes.remove(&tunnel.key, &tunnel);
+            tunnel.gone.cancel();
+        }
+    }
+
+    /// Sends StopTunnel for `tunnel_id` after removing its route.
+    pub(crate) async fn stop_tunnel(
+        &self,
+        edge: &Edge,
+        tunnel_id: &str,
+        message: &str,
+        error_code: Option<&str>,
+    ) -> Result<(), CommandError> {
+        self.remove_tunnel(edge, tunnel_id)
+            .ok_or(CommandError::NotFound)?;
+        let body = StopTunnel {
+            id: tunnel_id.to_owned(),
+            message: message.to_owned(),
+            error_code: error_code.map(str::to_owned),
+        };
+        let json = serde_json::to_vec(&body).expect("StopTunnel serializes");
+        let mut stream = self
+            .mux
+            .open_typed(stream_type::STOP_TUNNEL, &json)
+            .await
+            .map_err(|e| CommandError::NoAnswer(e.to_string()))?;
+        let _ = stream.shutdown().await;
+        // The agent answers with a bare FIN; wait for it briefly so the notice is delivered.
+        let mut sink = Vec::new();
+        let _ = timeout(
+            COMMAND_TIMEOUT,
+            (&mut stream).take(4096).read_to_end(&mut sink),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Sends a command and maps the agent's answer.
+    pub async fn command(&self, command: AgentCommand) -> Result<(), CommandError> {
+        let (ty, json) = match &command {
+            AgentCommand::Stop => (stream_type::STOP, serde_json::to_vec(&Stop::default())),
+            AgentCommand::Restart => (
+                stream_type::RESTART,
+                serde_json::to_vec(&Restart::default()),
+            ),
+            AgentCommand::Update {
+                version,
+                permit_major_version,
+            } => (
+                stream_type::UPDATE,
+                serde_json::to_vec(&warren_proto::msg::Update {
+                    version: version.clone(),
+                    permit_major_version: *permit_major_version,
+                }),
+            ),
+        };
+        let json = json.expect("commands serialize");
+        let mut stream = self
+            .mux
+            .open_typed(ty, &json)
+            .await
+            .map_err(|e| CommandError::NoAnswer(e.to_string()))?;
+        let mut answer = Vec::new();
+        match timeout(
+            COMMAND_TIMEOUT,
+            (&mut stream)
+                .take(MAX_RPC_BODY as u64)
+                .read_to_end(&mut answer),
+        )
+        .await
+        {
+            Err(_) => return Err(CommandError::NoAnswer("timed out".into())),
+            Ok(Err(e)) => return Err(CommandError::NoAnswer(e.to_string())),
+            Ok(Ok(_)) => {}
+        }
+        let resp: CommandResp = serde_json::from_slice(&answer)
+            .map_err(|e| CommandError::NoAnswer(format!("unreadable answer: {e}")))?;
+        if resp.error.is_empty() {
+            Ok(())
+        } else {
+            Err(CommandError::Refused(resp.error))
+        }
+    }
+}
+
+/// Accepts agent connections until the edge stops agents.
+pub(crate) async fn serve(edge: Edge, listener: TcpListener) {
+    let stop = edge.inner().agents_stop.clone();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(%error, "agent accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = edge.inner().agent_slots.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "agent session limit reached; connection refused");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let edge2 = edge.clone();
+        edge.inner().agents.spawn(async move {
+            handle(edge2, tcp, remote).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn handle(edge: Edge, tcp: TcpStream, remote: SocketAddr) {
+    let deadline = Instant::now() + edge.config().agent_handshake_timeout;
+    let acceptor = TlsAcceptor::from(edge.inner().agent_tls.clone());
+    let tls = match timeout_at(deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(%remote, %error, "agent TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "agent TLS handshake timed out");
+            return;
+        }
+    };
+    let mux = warren_mux::Session::new(tls, warren_mux::Config::server());
+    let Some(session) = authenticate(&edge, &mux, remote, deadline).await else {
+        return;
+    };
+    register(&edge, &session);
+    tracing::info!(
+        session = %session.id,
+        credential = %session.credential_id,
+        %remote,
+        client = %session.info.user_agent,
+        "agent session started"
+    );
+    let heartbeat = warren_mux::heartbeat::start(
+        &mux,
+        warren_mux::heartbeat::HeartbeatConfig {
+            interval: DEFAULT_HEARTBEAT_INTERVAL,
+            tolerance: DEFAULT_HEARTBEAT_TOLERANCE,
+        },
+    );
+    let stop = edge.inner().agents_stop.clone();
+    loop {
+        let (ty, stream) = tokio::select! {
+            _ = stop.cancelled() => {
+                mux.go_away(ErrorCode::NoError, "edge shutting down");
+                break;
+            }
+            accepted = mux.accept_typed() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => break,
+            },
+        };
+        let edge = edge.clone();
+        let session = session.clone();
+        tokio::spawn(async move { dispatch(&edge, &session, ty, stream).await });
+    }
+    drop(heartbeat);
+    let reason = mux.closed().await;
+    session.remove_all(&edge);
+    unregister(&edge, &session);
+    tracing::info!(session = %session.id, %reason, "agent session ended");
+}
+
+/// Serves one stream the agent opened after Auth.
+async fn dispatch(edge: &Edge, session: &Arc<AgentSession>, ty: u32, mut stream: Stream) {
+    match ty {
+        stream_type::HEARTBEAT => warren_mux::heartbeat::echo(stream).await,
+        stream_type::BIND => {
+            if let Some(bind) = read_or_refuse::<Bind>(&mut stream).await {
+                let resp = crate::bind::bind(edge, session, bind).await;
+                reply(&mut stream, &resp).await;
+            }
+        }
+        stream_type::UNBIND => {
+            if let Some(unbind) = read_or_refuse::<Unbind>(&mut stream).await {
+                if session.remove_tunnel(edge, &unbind.id).is_some() {
+                    tracing::info!(session = %session.id, tunnel = %unbind.id, "tunnel unbound");
+                }
+                reply(&mut stream, &UnbindResp::default()).await;
+            }
+        }
+        stream_type::AUTH => refuse(&mut stream, "the session is already authenticated", ErrCode::MALFORMED_REQUEST).await,
+        stream_type::START_TUNNEL_WITH_LABEL => refuse(
+            &mut stream,
+            "labeled tunnels (edges) are not supported by this Warren edge; bind an endpoint with a URL instead",
+            ErrCode::LABELED_TUNNELS_UNSUPPORTED,
+        ).await,
+        stream_type::SRV_INFO => reply(&mut stream, &warren_proto::msg::SrvInfoResp { region: "warren".into(), error: String::new() }).await,
+        stream_type::PATCH_TUNNEL_STATE => refuse(
+            &mut stream,
+            "updating a tunnel's state in place is not supported; unbind and bind again",
+            ErrCode::NOT_IMPLEMENTED,
+        ).await,
+        other => {
+            tracing::debug!(session = %session.id, stream_type = other, "unknown stream type refused");
+            stream.reset(ErrorCode::StreamRefused);
+        }
+    }
+}
+
+/// Accepts streams until Auth succeeds (heartbeats are echoed meanwhile). Returns `None` when the
+/// agent fails to authenticate before `deadline`, after telling it why.
+async fn authenticate(
+    edge: &Edge,
+    mux: &warren_mux::Session,
+    remote: SocketAddr,
+    deadline: Instant,
+) -> Option<Arc<AgentSession>> {
+    loop {
+        let (ty, mut stream) = match timeout_at(deadline, mux.accept_typed()).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                tracing::debug!(%remote, "agent did not authenticate in time");
+                mux.close();
+                return None;
+            }
+        };
+        match ty {
+            stream_type::HEARTBEAT => {
+                tokio::spawn(warren_mux::heartbeat::echo(stream));
+            }
+            stream_type::AUTH => {
+                let auth = timeout_at(deadline, read_rpc::<Auth>(&mut stream)).await;
+                let auth = match auth {
+                    Ok(Ok(auth)) => auth,
+                    Ok(Err(error)) => {
+                        refuse(&mut stream, &error.to_string(), ErrCode::MALFORMED_REQUEST).await;
+                        linger_and_close(mux).await;
+                        return None;
+                    }
+                    Err(_) => {
+                        mux.close();
+                        return None;
+                    }
+                };
+                match admit(edge, mux, remote, &auth).await {
+                    Ok(session) => {
+                        let resp = AuthResp {
+                            version: "3".into(),
+                            client_id: session.client_id.clone(),
+                            error: String::new(),
+                            extra: AuthRespExtra {
+                                version: env!("CARGO_PKG_VERSION").into(),
+                                region: "warren".into(),
+                                cookie: session.id.clone(),
+                                account_name: String::new(),
+                                ..Default::default()
+                            },
+                        };
+                        reply(&mut stream, &resp).await;
+                        return Some(session);
+                    }
+                    Err(error) => {
+                        tracing::info!(%remote, %error, "agent authentication refused");
+                        let resp = AuthResp {
+                            error,
+                            ..Default::default()
+                        };
+                        reply(&mut stream, &resp).await;
+                        linger_and_close(mux).await;
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                refuse(
+                    &mut stream,
+                    "the session is not authenticated: send Auth first",
+                    UNAUTHENTICATED_SESSION,
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Checks the authtoken and builds the session. The error is the wire text for `AuthResp.Error`.
+async fn admit(
+    edge: &Edge,
+    mux: &warren_mux::Session,
+    remote: SocketAddr,
+    auth: &Auth,
+) -> Result<Arc<AgentSession>, String> {
+    let token = auth.extra.auth_token.trim();
+    if token.is_empty() {
+        return Err(encode_error(
+            "The authentication you specified is missing: configure an authtoken for this agent.",
+            UNAUTHENTICATED_SESSION,
+        ));
+    }
+    if !warren_model::token::looks_like_token(token) {
+        return Err(encode_error(
+            "The authtoken you specified is not properly formed.",
+            ErrCode::AUTHTOKEN_MALFORMED,
+        ));
+    }
+    let credential = match edge.store().credential_by_token(token).await {
+        Ok(Some(credential)) => credential,
+        Ok(None) => {
+            return Err(encode_error(
+                "The authtoken you specified does not look like a valid Warren authtoken: it is unknown or has been revoked.",
+                ErrCode::AUTHTOKEN_INVALID,
+            ));
+        }
+        Err(error) => {
+            tracing::error!(%error, "credential lookup failed");
+            return Err(encode_error(
+                "The edge could not check the authtoken; try again later.",
+                ErrCode::INTERNAL,
+            ));
+        }
+    };
+    let acl = warren_model::acl::Acl::parse(&credential.acl).map_err(|e| {
+        encode_error(
+            &format!("The credential's ACL is invalid: {e}"),
+            ErrCode::AUTHTOKEN_INVALID,
+        )
+    })?;
+    let now = OffsetDateTime::now_utc();
+    let id = new_id(warren_model::IdPrefix::TunnelSession, now);
+    // An agent that reconnects keeps its ClientId, and a stale session of the same credential with
+    // that id is replaced: its connection is gone even if TCP has not noticed yet.
+    let wanted = auth.client_id.trim();
+    let keep = !wanted.is_empty()
+        && wanted.len() <= MAX_CLIENT_ID_LEN
+        && wanted
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let client_id = if keep {
+        for stale in edge.sessions() {
+            if stale.client_id == wanted && stale.credential_id == credential.id {
+                tracing::info!(session = %stale.id, "replacing stale session of a reconnecting agent");
+                stale.remove_all(edge);
+                stale.close();
+            }
+        }
+        wanted.to_owned()
+    } else {
+        id.clone()
+    };
+    let extra = &auth.extra;
+    Ok(Arc::new(AgentSession {
+        id,
+        client_id,
+        credential_id: credential.id,
+        acl,
+        remote_addr: remote,
+        started_at: now,
+        info: AgentInfo {
+            os: extra.os.clone(),
+            arch: extra.arch.clone(),
+            version: extra.version.clone(),
+            client_type: extra.client_type.clone(),
+            user_agent: extra.user_agent.clone(),
+            metadata: extra.metadata.clone(),
+        },
+        mux: mux.clone(),
+        tunnels: Mutex::new(HashMap::new()),
+    }))
+}
+
+fn register(edge: &Edge, session: &Arc<AgentSession>) {
+    edge.inner()
+        .sessions
+        .lock()
+        .expect("sessions lock")
+        .insert(session.id.clone(), session.clone());
+}
+
+fn unregister(edge: &Edge, session: &Arc<AgentSession>) {
+    edge.inner()
+        .sessions
+        .lock()
+        .expect("sessions lock")
+        .remove(&session.id);
+}
+
+/// A fresh time-ordered id with `prefix`.
+pub(crate) fn new_id(prefix: warren_model::IdPrefix, now: OffsetDateTime) -> String {
+    warren_model::ids::new_id(
+        prefix,
+        now.unix_timestamp().max(0) as u64,
+        &mut rand::thread_rng(),
+    )
+}
+
+/// Why an RPC body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RpcError {
+    #[error("the RPC body did not arrive within {0:?}")]
+    Timeout(Duration),
+    #[error("the stream ended before a complete RPC body arrived")]
+    Eof,
+    #[error("reading the RPC body failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid RPC body: {0}")]
+    Invalid(String),
+}
+
+/// Reads one JSON request: no length prefix, no newline, no FIN — the value itself says where it
+/// ends. Bounded by [`MAX_RPC_BODY`] and [`RPC_READ_TIMEOUT`].
+pub(crate) async fn read_rpc<T: DeserializeOwned>(stream: &mut Stream) -> Result<T, RpcError> {
+    let read = async {
+        let mut reader = RpcReader::with_limit(MAX_RPC_BODY);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(RpcError::Eof);
+            }
+            if let Some(value) = reader
+                .push(&buf[..n])
+                .map_err(|e| RpcError::Invalid(e.to_string()))?
+            {
+                return serde_json::from_value(value).map_err(|e| RpcError::Invalid(e.to_string()));
+            }
+        }
+    };
+    timeout(RPC_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| RpcError::Timeout(RPC_READ_TIMEOUT))?
+}
+
+/// Reads a request; on failure answers with an error so the agent is not left waiting.
+async fn read_or_refuse<T: DeserializeOwned>(stream: &mut Stream) -> Option<T> {
+    match read_rpc(stream).await {
+        Ok(value) => Some(value),
+        Err(error) => {
+            refuse(stream, &error.to_string(), ErrCode::MALFORMED_REQUEST).await;
+            None
+        }
+    }
+}
+
+/// Writes one JSON response and half-closes the stream.
+pub(crate) async fn reply<T: Serialize>(stream: &mut Stream, value: &T) {
+    let json = serde_json::to_vec(value).expect("responses serialize");
+    let _ = timeout(RPC_READ_TIMEOUT, async {
+        stream.write_all(&json).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// Answers an RPC stream with `{"Error": "...\n\nERR_NGROK_nnn"}`.
+async fn refuse(stream: &mut Stream, message: &str, code: ErrCode) {
+    #[derive(Serialize)]
+    struct ErrorBody {
+        #[serde(rename = "Error")]
+        error: String,
+    }
+    reply(
+        stream,
+        &ErrorBody {
+            error: encode_error(message, code),
+        },
+    )
+    .await;
+}
+
+async fn linger_and_close(mux: &warren_mux::Session) {
+    let _ = timeout(AUTH_FAILURE_LINGER, mux.closed()).await;
+    mux.close();
+}

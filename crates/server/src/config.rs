@@ -1,0 +1,322 @@
+//! `warrend` settings: every setting is a command-line flag, a `WARREN_…` environment variable and
+//! a key of an optional TOML file. Precedence: flag, then environment, then file, then default.
+//! Unknown file keys are rejected.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use warren_edge::{EdgeConfig, PortRange};
+
+/// Command line of `warrend`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "warrend",
+    version,
+    about = "Warren's server: the edge agents dial, public HTTP/HTTPS/TCP/TLS ingress, and the API.",
+    long_about = "Warren's server: the edge agents dial, public HTTP/HTTPS/TCP/TLS ingress, and the API.\n\n\
+        With no flags it keeps everything in ./warren-data (SQLite database, generated CA and \
+        certificates) and serves names under `localhost`. On first start with an empty database it \
+        prints an admin API key and an authtoken once; set WARREN_ADMIN_API_KEY / WARREN_AUTHTOKEN \
+        to choose them instead."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Subcommands; with none, `warrend` runs the server.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Run,
+    /// Print the CA certificate (PEM) agents must trust, creating it on first use.
+    Ca,
+}
+
+/// Settings shared by the flags, the environment and the TOML file.
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Settings {
+    /// TOML file with any of these settings (keys spelled like the flags, with `_`).
+    #[arg(long, env = "WARREN_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for the SQLite database, the CA and certificates [default: ./warren-data].
+    #[arg(long, env = "WARREN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://… [default: sqlite://DATA_DIR/warren.db].
+    #[arg(long, env = "WARREN_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Address agents connect to (TLS) [default: 0.0.0.0:4443].
+    #[arg(long, env = "WARREN_AGENT_ADDR", value_name = "ADDR")]
+    pub agent_addr: Option<SocketAddr>,
+    /// Public HTTP address [default: 0.0.0.0:8080].
+    #[arg(long, env = "WARREN_HTTP_ADDR", value_name = "ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Public HTTPS and TLS-passthrough address [default: 0.0.0.0:8443].
+    #[arg(long, env = "WARREN_HTTPS_ADDR", value_name = "ADDR")]
+    pub https_addr: Option<SocketAddr>,
+    /// API address (health check now; the REST API later) [default: 127.0.0.1:9000].
+    #[arg(long, env = "WARREN_API_ADDR", value_name = "ADDR")]
+    pub api_addr: Option<SocketAddr>,
+    /// Ports for TCP endpoints, FIRST-LAST, or 0 to let the OS choose [default: 20000-20999].
+    #[arg(long, env = "WARREN_TCP_PORTS", value_name = "RANGE")]
+    pub tcp_ports: Option<String>,
+    /// Address TCP endpoint listeners bind [default: 0.0.0.0].
+    #[arg(long, env = "WARREN_TCP_BIND_IP", value_name = "IP")]
+    pub tcp_bind_ip: Option<IpAddr>,
+    /// Base domain for generated endpoint names and TCP URLs [default: localhost].
+    #[arg(long, env = "WARREN_DOMAIN", value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Extra names or IPs the generated agent certificate covers (comma-separated).
+    #[arg(long, env = "WARREN_AGENT_NAMES", value_name = "NAMES", value_delimiter = ',')]
+    pub agent_names: Option<Vec<String>>,
+    /// PEM certificate chain for the agent listener, instead of the generated one.
+    #[arg(long, env = "WARREN_AGENT_TLS_CERT", value_name = "FILE", requires = "agent_tls_key")]
+    pub agent_tls_cert: Option<PathBuf>,
+    /// PEM private key for --agent-tls-cert.
+    #[arg(long, env = "WARREN_AGENT_TLS_KEY", value_name = "FILE", requires = "agent_tls_cert")]
+    pub agent_tls_key: Option<PathBuf>,
+    /// PEM certificate chain for public HTTPS (e.g. a wildcard for the domain), instead of
+    /// certificates issued on demand by the generated CA.
+    #[arg(long, env = "WARREN_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "WARREN_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Public HTTP port shown in endpoint URLs, when a load balancer changes it.
+    #[arg(long, env = "WARREN_PUBLIC_HTTP_PORT", value_name = "PORT")]
+    pub public_http_port: Option<u16>,
+    /// Public HTTPS port shown in endpoint URLs, when a load balancer changes it.
+    #[arg(long, env = "WARREN_PUBLIC_HTTPS_PORT", value_name = "PORT")]
+    pub public_https_port: Option<u16>,
+    /// Seconds in-flight visitor connections get to finish on SIGTERM [default: 10].
+    #[arg(long, env = "WARREN_DRAIN_TIMEOUT", value_name = "SECONDS")]
+    pub drain_timeout: Option<u64>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "WARREN_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The first credentials, when the operator provisions them instead of letting `warrend` make them.
+#[derive(Clone, Default)]
+pub struct Bootstrap {
+    /// `WARREN_ADMIN_API_KEY`.
+    pub admin_api_key: Option<String>,
+    /// `WARREN_AUTHTOKEN`.
+    pub authtoken: Option<String>,
+}
+
+impl std::fmt::Debug for Bootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrap")
+            .field("admin_api_key", &self.admin_api_key.as_ref().map(|_| "<hidden>"))
+            .field("authtoken", &self.authtoken.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl Bootstrap {
+    /// Reads `WARREN_ADMIN_API_KEY` and `WARREN_AUTHTOKEN`.
+    pub fn from_env() -> Bootstrap {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        Bootstrap {
+            admin_api_key: var("WARREN_ADMIN_API_KEY"),
+            authtoken: var("WARREN_AUTHTOKEN"),
+        }
+    }
+}
+
+/// Resolved settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub agent_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub log_format: LogFormat,
+    pub edge: EdgeConfig,
+    pub bootstrap: Bootstrap,
+}
+
+impl Config {
+    /// Defaults with everything under `data_dir` and every listener on `ip` port 0 (for tests).
+    pub fn ephemeral(data_dir: &Path, ip: IpAddr) -> Config {
+        let any = SocketAddr::new(ip, 0);
+        let mut edge = EdgeConfig::new(data_dir);
+        edge.tcp_ports = PortRange::ANY;
+        edge.tcp_bind_ip = ip;
+        Config {
+            data_dir: data_dir.to_owned(),
+            database_url: sqlite_url(data_dir),
+            agent_addr: any,
+            http_addr: any,
+            https_addr: any,
+            api_addr: any,
+            log_format: LogFormat::Text,
+            edge,
+            bootstrap: Bootstrap::default(),
+        }
+    }
+}
+
+fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("warren.db").display())
+}
+
+impl Settings {
+    /// Fills unset settings from the TOML file named by `--config`, if any.
+    pub fn merge_file(mut self) -> anyhow::Result<Settings> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let file: Settings = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        macro_rules! fill {
+            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = file.$field; } )* };
+        }
+        fill!(
+            data_dir,
+            database_url,
+            agent_addr,
+            http_addr,
+            https_addr,
+            api_addr,
+            tcp_ports,
+            tcp_bind_ip,
+            domain,
+            agent_names,
+            agent_tls_cert,
+            agent_tls_key,
+            tls_cert,
+            tls_key,
+            public_http_port,
+            public_https_port,
+            drain_timeout,
+            log_format
+        );
+        Ok(self)
+    }
+
+    /// Applies defaults and checks values.
+    pub fn resolve(self, bootstrap: Bootstrap) -> anyhow::Result<Config> {
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("warren-data"));
+        let database_url = self
+            .database_url
+            .unwrap_or_else(|| sqlite_url(&data_dir));
+        let mut edge = EdgeConfig::new(&data_dir);
+        if let Some(domain) = self.domain {
+            let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            warren_model::host::HostName::parse(&domain)
+                .map_err(|e| anyhow::anyhow!("invalid --domain {domain:?}: {e}"))?;
+            edge.domain = domain;
+        }
+        if let Some(ports) = self.tcp_ports {
+            edge.tcp_ports = PortRange::parse(&ports).map_err(anyhow::Error::msg)?;
+        }
+        if let Some(ip) = self.tcp_bind_ip {
+            edge.tcp_bind_ip = ip;
+        }
+        edge.agent_names = self.agent_names.unwrap_or_default();
+        edge.agent_cert = pair(self.agent_tls_cert, self.agent_tls_key, "agent_tls")?;
+        edge.public_cert = pair(self.tls_cert, self.tls_key, "tls")?;
+        edge.public_http_port = self.public_http_port;
+        edge.public_https_port = self.public_https_port;
+        if let Some(seconds) = self.drain_timeout {
+            edge.drain_timeout = Duration::from_secs(seconds);
+        }
+        Ok(Config {
+            data_dir,
+            database_url,
+            agent_addr: self.agent_addr.unwrap_or(([0, 0, 0, 0], 4443).into()),
+            http_addr: self.http_addr.unwrap_or(([0, 0, 0, 0], 8080).into()),
+            https_addr: self.https_addr.unwrap_or(([0, 0, 0, 0], 8443).into()),
+            api_addr: self.api_addr.unwrap_or(([127, 0, 0, 1], 9000).into()),
+            log_format: self.log_format.unwrap_or_default(),
+            edge,
+            bootstrap,
+        })
+    }
+}
+
+fn pair(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    name: &str,
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        _ => bail!("{name}_cert and {name}_key must be given together"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut argv = vec!["warrend"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().settings
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let config = Settings::default().resolve(Bootstrap::default()).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("warren-data"));
+        assert_eq!(config.database_url, "sqlite://warren-data/warren.db");
+        assert_eq!(config.agent_addr, "0.0.0.0:4443".parse().unwrap());
+        assert_eq!(config.http_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.https_addr, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(config.api_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.edge.tcp_ports, PortRange::parse("20000-20999").unwrap());
+        assert_eq!(config.edge.domain, "localhost");
+    }
+
+    #[test]
+    fn file_fills_what_flags_leave_unset_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("warren.toml");
+        std::fs::write(&file, "domain = \"example.com\"\nhttp_addr = \"127.0.0.1:1\"\n").unwrap();
+        let settings = parse(&["--config", file.to_str().unwrap(), "--http-addr", "127.0.0.1:2"]);
+        let config = settings.merge_file().unwrap().resolve(Bootstrap::default()).unwrap();
+        assert_eq!(config.edge.domain, "example.com");
+        assert_eq!(config.http_addr, "127.0.0.1:2".parse().unwrap());
+
+        std::fs::write(&file, "domian = \"example.com\"\n").unwrap();
+        let error = parse(&["--config", file.to_str().unwrap()])
+            .merge_file()
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("unknown field `domian`"), "{error:#}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Cli::try_parse_from(["warrend", "--http-addr", "nope"]).is_err());
+        let bad_range = parse(&["--tcp-ports", "9-1"]).resolve(Bootstrap::default());
+        assert!(bad_range.is_err());
+        let bad_domain = parse(&["--domain", "-bad-.com"]).resolve(Bootstrap::default());
+        assert!(bad_domain.is_err());
+        assert!(Cli::try_parse_from(["warrend", "--tls-cert", "a.pem"]).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! The `api_keys` table: bearer tokens for the REST API.
+//!
+//! Columns: `id` (`ak_…`), `token_hash` (hex SHA-256, unique), `description` (≤255 bytes),
+//! `metadata` (≤4096 bytes), `owner_id` (nullable), `created_at` (Unix seconds). A
+//! generated token shares the id's body (`ak_<body>` ↔ `<body>_<secret>`).
+
+use time::OffsetDateTime;
+use warren_model::ids::IdPrefix;
+use warren_model::{hash_token, looks_like_token};
+
+use crate::common::{self, conflict_on_unique};
+use crate::{Store, StoreError};
+
+/// A stored API key. Its token is not here: it exists only in the create response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// `ak_…`.
+    pub id: String,
+    /// Human-readable description.
+    pub description: String,
+    /// Machine-readable metadata.
+    pub metadata: String,
+    /// The owning user or service user, if any.
+    pub owner_id: Option<String>,
+    /// When it was created (whole seconds, UTC).
+    pub created_at: OffsetDateTime,
+}
+
+const SELECT_COLUMNS: &str =
+    "SELECT id, token_hash, description, metadata, owner_id, created_at FROM api_keys";
+
+/// An `api_keys` row as read back.
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    id: String,
+    token_hash: String,
+    description: String,
+    metadata: String,
+    owner_id: Option<String>,
+    created_at: i64,
+}
+
+impl ApiKeyRow {
+    fn into_api_key(self) -> Result<ApiKey, StoreError> {
+        let created_at =
+            common::unix_to_time(self.created_at).ok_or_else(|| StoreError::Corrupt {
+                table: "api_keys",
+                id: self.id.clone(),
+                reason: "created_at out of range".to_string(),
+            })?;
+        Ok(ApiKey {
+            id: self.id,
+            description: self.description,
+            metadata: self.metadata,
+            owner_id: self.owner_id,
+            created_at,
+        })
+    }
+}
+
+impl Store {
+    /// Creates an API key with a freshly generated token. Returns the key and the token —
+    /// the only time the token is available.
+    pub async fn create_api_key(&self, description: &str) -> Result<(ApiKey, String), StoreError> {
+        let (created_at, now) = common::now();
+        let (id, token) = common::new_id_and_token(IdPrefix::ApiKey, now);
+        let key = self
+            .insert_api_key(id, description, &token, created_at)
+            .await?;
+        Ok((key, token))
+    }
+
+    /// Creates an API key whose token the operator chose. The token must be 8..=256 bytes
+    /// of printable ASCII without whitespace; a token already used by another API key is a
+    /// [`StoreError::Conflict`].
+    pub async fn create_api_key_with_token(
+        &self,
+        description: &str,
+        token: &str,
+    ) -> Result<ApiKey, StoreError> {
+        common::check_token(token)?;
+        let (created_at, now) = common::now();
+        let id = common::new_id(IdPrefix::ApiKey, now);
+        self.insert_api_key(id, description, token, created_at)
+            .await
+    }
+
+    /// Finds the API key whose token is `token`; `None` for a wrong or malformed token.
+    pub async fn api_key_by_token(&self, token: &str) -> Result<Option<ApiKey>, StoreError> {
+        if !looks_like_token(token) {
+            return Ok(None);
+        }
+        let hash = hash_token(token);
+        let sql = format!("{SELECT_COLUMNS} WHERE token_hash = $1");
+        let row: Option<ApiKeyRow> = with_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(hash.hex())
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if !common::stored_hash_matches("api_keys", &row.id, &row.token_hash, &hash)? {
+            return Ok(None);
+        }
+        row.into_api_key().map(Some)
+    }
+
+    /// Finds an API key by id.
+    pub async fn api_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        let sql = format!("{SELECT_COLUMNS} WHERE id = $1");
+        let row: Option<ApiKeyRow> = with_pool!(self, |pool| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.map(ApiKeyRow::into_api_key).transpose()
+    }
+
+    /// Deletes (revokes) an API key. Returns whether it existed.
+    pub async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM api_keys WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if deleted > 0 {
+            tracing::debug!(%id, "api key deleted");
+        }
+        Ok(deleted > 0)
+    }
+
+    async fn insert_api_key(
+        &self,
+        id: String,
+        description: &str,
+        token: &str,
+        created_at: OffsetDateTime,
+    ) -> Result<ApiKey, StoreError> {
+        common::check_description_and_metadata(description, "")?;
+        let token_hash = hash_token(token).hex();
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO api_keys (id, token_hash, description, metadata, owner_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&id)
+            .bind(&token_hash)
+            .bind(description)
+            .bind("")
+            .bind(None::<String>)
+            .bind(created_at.unix_timestamp())
+            .execute(pool)
+            .await
+            .map_err(|e| conflict_on_unique(e, "an API key with this token"))?;
+        });
+        tracing::debug!(%id, "api key created");
+        Ok(ApiKey {
+            id,
+            description: description.to_string(),
+            metadata: String::new(),
+            owner_id: None,
+            created_at,
+        })
+    }
+}

@@ -45,6 +45,8 @@ pub struct Authority {
     cert: rcgen::Certificate,
     key: KeyPair,
     pem: String,
+    /// One key for every on-demand leaf: issuing then costs a signature, not a key generation.
+    leaf_key: KeyPair,
 }
 
 impl Authority {
@@ -66,7 +68,13 @@ impl Authority {
             // Re-signing the parsed parameters yields an issuer with the same name and key, which
             // is all a leaf needs to chain to the certificate on disk.
             let cert = params.self_signed(&key)?;
-            return Ok(Authority { cert, key, pem });
+            let leaf_key = KeyPair::generate()?;
+            return Ok(Authority {
+                cert,
+                key,
+                pem,
+                leaf_key,
+            });
         }
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
@@ -90,7 +98,13 @@ impl Authority {
         let pem = cert.pem();
         write(&cert_path, pem.as_bytes(), false)?;
         write(&key_path, key.serialize_pem().as_bytes(), true)?;
-        Ok(Authority { cert, key, pem })
+        let leaf_key = KeyPair::generate()?;
+        Ok(Authority {
+            cert,
+            key,
+            pem,
+            leaf_key,
+        })
     }
 
     /// The CA certificate in PEM form, as agents must trust it.
@@ -98,9 +112,14 @@ impl Authority {
         &self.pem
     }
 
-    /// Issues a server certificate for `names` (DNS names or IP literals).
+    /// Issues a server certificate with a new key for `names` (DNS names or IP literals).
     pub fn issue(&self, names: &[String]) -> Result<(String, KeyPair), TlsError> {
         let key = KeyPair::generate()?;
+        let pem = self.sign_leaf(names, &key)?;
+        Ok((pem, key))
+    }
+
+    fn sign_leaf(&self, names: &[String], key: &KeyPair) -> Result<String, TlsError> {
         let mut params = CertificateParams::new(names.to_vec())?;
         let mut dn = DistinguishedName::new();
         dn.push(
@@ -113,13 +132,14 @@ impl Authority {
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + time::Duration::days(LEAF_VALIDITY_DAYS);
-        let cert = params.signed_by(&key, &self.cert, &self.key)?;
-        Ok((cert.pem(), key))
+        Ok(params.signed_by(key, &self.cert, &self.key)?.pem())
     }
 
-    /// Issues a leaf for `names` as a ready-to-serve rustls key, chained to this CA.
+    /// Issues a leaf for `names` (with the shared leaf key) as a ready-to-serve rustls key,
+    /// chained to this CA.
     fn certified_key(&self, names: &[String]) -> Result<CertifiedKey, TlsError> {
-        let (pem, key) = self.issue(names)?;
+        let key = &self.leaf_key;
+        let pem = self.sign_leaf(names, key)?;
         let chain = vec![
             CertificateDer::from(pem_der(&pem)),
             self.cert.der().clone(),
@@ -259,9 +279,11 @@ impl ResolvesServerCert for Fixed {
 
 /// Chooses the public HTTPS certificate by SNI.
 ///
-/// With an operator certificate every name gets it. Otherwise names that `is_served` accepts get a
-/// leaf issued by the CA on first use (cached); other names, and clients that send no SNI, get the
-/// fallback certificate for the base domain, so they still reach a clear 404 page.
+/// With an operator certificate every name gets it. Otherwise every name gets a leaf issued by the
+/// CA (one signature; all leaves share one key), so a visitor who trusts the CA always reaches an
+/// answer — a clear 404 page for names nobody serves. Leaves for names that `is_served` accepts are
+/// cached; others are not, so unknown names cannot fill memory. Clients that send no SNI get the
+/// fallback certificate for the base domain.
 pub struct PublicCerts {
     operator: Option<Arc<CertifiedKey>>,
     ca: Arc<Authority>,
@@ -307,7 +329,10 @@ impl ResolvesServerCert for PublicCerts {
         };
         let name = name.to_ascii_lowercase();
         if !(self.is_served)(&name) {
-            return Some(self.fallback.clone());
+            return match self.ca.certified_key(std::slice::from_ref(&name)) {
+                Ok(key) => Some(Arc::new(key)),
+                Err(_) => Some(self.fallback.clone()),
+            };
         }
         if let Some(key) = self.issued.lock().expect("cert cache").get(&name) {
             return Some(key.clone());

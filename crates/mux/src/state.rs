@@ -617,9 +617,7 @@ impl State {
         if s.recv.buffered() > 0 {
             let n = s.copy_out(buf.initialize_unfilled());
             buf.advance(n);
-            if closed.is_none() {
-                self.after_read(id, n);
-            }
+            self.after_read(id, n);
             return Poll::Ready(Ok(()));
         }
         if s.recv_fin {
@@ -639,6 +637,7 @@ impl State {
         };
         if let Some(inc) = s.recv.consume(n)
             && !s.recv_fin
+            && self.closed.is_none()
         {
             s.wndinc = s.wndinc.saturating_add(inc);
             self.schedule(id);

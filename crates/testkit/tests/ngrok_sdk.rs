@@ -411,7 +411,7 @@ async fn unknown_hosts_dead_upstreams_and_gone_agents_get_clear_errors() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = closed.local_addr().unwrap();
     drop(closed);
-    let session = agent(&edge, &edge.authtoken).await.unwrap();
+    let mut session = agent(&edge, &edge.authtoken).await.unwrap();
     let _fwd = session
         .http_endpoint()
         .domain("dead.example.com")
@@ -422,8 +422,7 @@ async fn unknown_hosts_dead_upstreams_and_gone_agents_get_clear_errors() {
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
 
     // The agent goes away: its routes go with it and visitors get a clear 404, not a hang.
-    drop(_fwd);
-    drop(session);
+    session.close().await.unwrap();
     edge.eventually("session gone", |e| e.sessions().is_empty()).await;
     let reply = edge.http().get("dead.example.com", "/").await.unwrap();
     assert_eq!(reply.status, StatusCode::NOT_FOUND);

@@ -20,8 +20,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use warren_mux::{ErrorCode, Stream};
 use warren_proto::msg::{
-    Auth, AuthResp, AuthRespExtra, Bind, CommandResp, Restart, Stop, StopTunnel, Unbind,
-    UnbindResp,
+    Auth, AuthResp, AuthRespExtra, Bind, CommandResp, Restart, Stop, StopTunnel, Unbind, UnbindResp,
 };
 use warren_proto::{ErrCode, MAX_RPC_BODY, RpcReader, encode_error, stream_type};
 
@@ -119,12 +118,7 @@ impl AgentSession {
 
     /// Removes every tunnel of this session (the session has ended).
     fn remove_all(&self, edge: &Edge) {
-        let tunnels: Vec<_> = self
-            .tunnels
-            .lock()
-            .expect("tunnels lock")
-            .drain()
-            .collect();
+        let tunnels: Vec<_> = self.tunnels.lock().expect("tunnels lock").drain().collect();
         for (_, tunnel) in tunnels {
             edge.inner().routes.remove(&tunnel.key, &tunnel);
             tunnel.gone.cancel();

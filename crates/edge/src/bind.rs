@@ -45,10 +45,12 @@ impl Refusal {
 pub(crate) async fn bind(edge: &Edge, session: &Arc<AgentSession>, req: Bind) -> BindResp {
     match try_bind(edge, session, &req).await {
         Ok(tunnel) => {
-            let token =
-                edge.inner()
-                    .tokens
-                    .issue(&session.credential_id, &tunnel.id, &req.proto, &tunnel.url);
+            let token = edge.inner().tokens.issue(
+                &session.credential_id,
+                &tunnel.id,
+                &req.proto,
+                &tunnel.url,
+            );
             tracing::info!(session = %session.id, tunnel = %tunnel.id, url = %tunnel.url, "tunnel bound");
             BindResp {
                 id: tunnel.id.clone(),
@@ -147,6 +149,7 @@ async fn try_bind(
         metadata: req.extra.metadata.clone(),
         mux: session.mux.clone(),
         gone: CancellationToken::new(),
+        connections: Default::default(),
     });
     // The holder of a valid token for this very tunnel may take a route over from a stale
     // session of the same credential (the agent reconnected before the edge noticed the old
@@ -156,10 +159,17 @@ async fn try_bind(
             && holder.id == id
             && holder.credential_id == session.credential_id
     };
-    match edge.inner().routes.insert(&key, tunnel.clone(), may_replace) {
+    match edge
+        .inner()
+        .routes
+        .insert(&key, tunnel.clone(), may_replace)
+    {
         Ok(Some(displaced)) => {
             if let Some(old) = edge.session(&displaced.session_id) {
-                old.tunnels.lock().expect("tunnels lock").remove(&displaced.id);
+                old.tunnels
+                    .lock()
+                    .expect("tunnels lock")
+                    .remove(&displaced.id);
             }
             displaced.gone.cancel();
         }
@@ -200,7 +210,10 @@ fn invalid_opts(error: impl std::fmt::Display) -> Refusal {
 fn tunnel_id(req: &Bind) -> Result<String, Refusal> {
     let id = req.id.trim();
     if id.is_empty() {
-        return Ok(new_id(warren_model::IdPrefix::Tunnel, time::OffsetDateTime::now_utc()));
+        return Ok(new_id(
+            warren_model::IdPrefix::Tunnel,
+            time::OffsetDateTime::now_utc(),
+        ));
     }
     if id.len() > MAX_TUNNEL_ID_LEN
         || !id
@@ -324,7 +337,10 @@ async fn tcp_port(
                     ErrCode::ACL_ADDRESS_DENIED,
                 ));
             }
-            if requested.is_none() && !session.acl.permits_addr(&address) && !session.acl.permits_random_addr() {
+            if requested.is_none()
+                && !session.acl.permits_addr(&address)
+                && !session.acl.permits_random_addr()
+            {
                 return Err(random_denied(session));
             }
             if let Some(holder) = edge.routes().port(port).cloned() {
@@ -357,7 +373,10 @@ async fn tcp_port(
             }
             if range.is_any() {
                 let listener = listen(edge, 0).map_err(|e| {
-                    Refusal::new(format!("Could not open a TCP port: {e}"), ErrCode::ADDRESS_NOT_RESERVED)
+                    Refusal::new(
+                        format!("Could not open a TCP port: {e}"),
+                        ErrCode::ADDRESS_NOT_RESERVED,
+                    )
                 })?;
                 let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
                 return Ok((port, listener));
@@ -439,7 +458,13 @@ mod tests {
         assert_eq!(parse_port("tcp://1.tcp.example.com:20001"), Ok(Some(20001)));
         assert!(parse_port("example.com:http").is_err());
         assert_eq!(host_of_url("https://a.b.c:8443").as_deref(), Some("a.b.c"));
-        assert_eq!(host_of_url("tls://x.localhost").as_deref(), Some("x.localhost"));
-        assert_eq!(host_of_url("https://*.s.example.com").as_deref(), Some("*.s.example.com"));
+        assert_eq!(
+            host_of_url("tls://x.localhost").as_deref(),
+            Some("x.localhost")
+        );
+        assert_eq!(
+            host_of_url("https://*.s.example.com").as_deref(),
+            Some("*.s.example.com")
+        );
     }
 }

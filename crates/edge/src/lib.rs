@@ -3,14 +3,14 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: settings and every named limit.
-//! - [`tls`]: the development CA, the agent listener's certificate, the public SNI resolver.
-//! - [`agent`]: one agent connection: TLS, mux, heartbeat, Auth, Bind, Unbind, commands.
-//! - [`bind`]: choosing and checking the URL a Bind asks for.
-//! - [`bind_token`]: the signed `Extra.Token` that lets a reconnecting agent keep its URL.
-//! - [`routes`]: the immutable route table snapshot, swapped atomically.
-//! - [`tunnel`]: a bound endpoint and opening proxy streams to its agent.
-//! - [`ingress`]: public listeners — HTTP, HTTPS with TLS passthrough by SNI, TCP.
+//! - [`config`] — settings and every named limit.
+//! - [`tls`] — the development CA, the agent listener's certificate, the public SNI resolver.
+//! - [`agent`] — one agent connection: TLS, mux, heartbeat, Auth, Bind, Unbind, commands.
+//! - [`bind`] — choosing and checking the URL a Bind asks for.
+//! - [`bind_token`] — the signed `Extra.Token` that lets a reconnecting agent keep its URL.
+//! - [`routes`] — the immutable route table snapshot, swapped atomically.
+//! - [`tunnel`] — a bound endpoint and opening proxy streams to its agent.
+//! - [`ingress`] — public listeners — HTTP, HTTPS with TLS passthrough by SNI, TCP.
 //!
 //! The edge knows nothing about the REST API: the control plane drives it through [`Edge`]'s
 //! methods (list sessions, stop a tunnel, stop an agent).
@@ -107,12 +107,13 @@ impl Edge {
             None => tls::agent_certified_key(&config.data_dir, &ca, &agent_names(&config))?,
         };
         let agent_tls = Arc::new(tls::server_config_for(Arc::new(agent_key))?);
-        let tokens = bind_token::BindTokens::load_or_create(&config.data_dir).map_err(|source| {
-            EdgeError::DataDir {
-                path: config.data_dir.clone(),
-                source,
-            }
-        })?;
+        let tokens =
+            bind_token::BindTokens::load_or_create(&config.data_dir).map_err(|source| {
+                EdgeError::DataDir {
+                    path: config.data_dir.clone(),
+                    source,
+                }
+            })?;
         let edge = Edge {
             inner: Arc::new(Inner {
                 store,

@@ -90,10 +90,10 @@ impl RouteTable {
             RouteKey::Host(host) => next.hosts.get(host),
             RouteKey::Port(port) => next.ports.get(port),
         };
-        if let Some(existing) = slot {
-            if !may_replace(existing) {
-                return Err(existing.clone());
-            }
+        if let Some(existing) = slot
+            && !may_replace(existing)
+        {
+            return Err(existing.clone());
         }
         let displaced = match key {
             RouteKey::Host(host) => next.hosts.insert(host.clone(), tunnel),

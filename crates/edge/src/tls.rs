@@ -140,13 +140,9 @@ impl Authority {
     fn certified_key(&self, names: &[String]) -> Result<CertifiedKey, TlsError> {
         let key = &self.leaf_key;
         let pem = self.sign_leaf(names, key)?;
-        let chain = vec![
-            CertificateDer::from(pem_der(&pem)),
-            self.cert.der().clone(),
-        ];
-        let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| {
-            TlsError::Rustls(rustls::Error::General(format!("issued key: {e}")))
-        })?;
+        let chain = vec![CertificateDer::from(pem_der(&pem)), self.cert.der().clone()];
+        let key_der = PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("issued key: {e}"))))?;
         let signer = rustls::crypto::ring::sign::any_supported_type(&key_der)?;
         Ok(CertifiedKey::new(chain, signer))
     }

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -83,6 +84,8 @@ pub struct Tunnel {
     pub(crate) mux: warren_mux::Session,
     /// Cancelled when the tunnel goes away: stops its TCP listener, if any.
     pub(crate) gone: CancellationToken,
+    /// Proxy streams opened to the agent so far.
+    pub(crate) connections: AtomicU64,
 }
 
 impl fmt::Debug for Tunnel {
@@ -108,6 +111,11 @@ pub enum ConnectError {
 }
 
 impl Tunnel {
+    /// Number of visitor connections handed to the agent so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
     /// Opens a proxy stream for one visitor connection: the first frame carries the stream type,
     /// the ProxyHeader and, when the bind asked for it, a PROXY protocol header.
     pub async fn connect(
@@ -131,7 +139,10 @@ impl Tunnel {
             .mux
             .open_typed(warren_proto::stream_type::PROXY, &first);
         match tokio::time::timeout(PROXY_OPEN_TIMEOUT, open).await {
-            Ok(Ok(stream)) => Ok(stream),
+            Ok(Ok(stream)) => {
+                self.connections.fetch_add(1, Ordering::Relaxed);
+                Ok(stream)
+            }
             Ok(Err(warren_mux::Error::StreamsExhausted)) => Err(ConnectError::Busy),
             Ok(Err(_)) => Err(ConnectError::AgentGone),
             Err(_) => Err(ConnectError::Timeout),

@@ -16,7 +16,9 @@ pub struct Created {
 
 impl std::fmt::Debug for Created {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Created").field("provided", &self.provided).finish_non_exhaustive()
+        f.debug_struct("Created")
+            .field("provided", &self.provided)
+            .finish_non_exhaustive()
     }
 }
 
@@ -28,7 +30,9 @@ pub async fn ensure(store: &Store, bootstrap: &Bootstrap) -> anyhow::Result<Opti
     let provided = bootstrap.admin_api_key.is_some() || bootstrap.authtoken.is_some();
     let admin_api_key = match &bootstrap.admin_api_key {
         Some(token) => {
-            store.create_api_key_with_token("admin (first start)", token).await?;
+            store
+                .create_api_key_with_token("admin (first start)", token)
+                .await?;
             token.clone()
         }
         None => store.create_api_key("admin (first start)").await?.1,
@@ -64,11 +68,18 @@ impl Created {
             server.agent_addr.to_string()
         };
         let (key, token) = if self.provided {
-            ("(from WARREN_ADMIN_API_KEY)".to_owned(), "(from WARREN_AUTHTOKEN)".to_owned())
+            (
+                "(from WARREN_ADMIN_API_KEY)".to_owned(),
+                "(from WARREN_AUTHTOKEN)".to_owned(),
+            )
         } else {
             (self.admin_api_key.clone(), self.authtoken.clone())
         };
-        let token_arg = if self.provided { "$WARREN_AUTHTOKEN".to_owned() } else { self.authtoken.clone() };
+        let token_arg = if self.provided {
+            "$WARREN_AUTHTOKEN".to_owned()
+        } else {
+            self.authtoken.clone()
+        };
         format!(
             "\nWarren first start: created an admin API key and an authtoken. They are shown only now;\n\
              only their hashes are stored.\n\n\

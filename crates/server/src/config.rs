@@ -75,20 +75,45 @@ pub struct Settings {
     #[arg(long, env = "WARREN_DOMAIN", value_name = "DOMAIN")]
     pub domain: Option<String>,
     /// Extra names or IPs the generated agent certificate covers (comma-separated).
-    #[arg(long, env = "WARREN_AGENT_NAMES", value_name = "NAMES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "WARREN_AGENT_NAMES",
+        value_name = "NAMES",
+        value_delimiter = ','
+    )]
     pub agent_names: Option<Vec<String>>,
     /// PEM certificate chain for the agent listener, instead of the generated one.
-    #[arg(long, env = "WARREN_AGENT_TLS_CERT", value_name = "FILE", requires = "agent_tls_key")]
+    #[arg(
+        long,
+        env = "WARREN_AGENT_TLS_CERT",
+        value_name = "FILE",
+        requires = "agent_tls_key"
+    )]
     pub agent_tls_cert: Option<PathBuf>,
     /// PEM private key for --agent-tls-cert.
-    #[arg(long, env = "WARREN_AGENT_TLS_KEY", value_name = "FILE", requires = "agent_tls_cert")]
+    #[arg(
+        long,
+        env = "WARREN_AGENT_TLS_KEY",
+        value_name = "FILE",
+        requires = "agent_tls_cert"
+    )]
     pub agent_tls_key: Option<PathBuf>,
     /// PEM certificate chain for public HTTPS (e.g. a wildcard for the domain), instead of
     /// certificates issued on demand by the generated CA.
-    #[arg(long, env = "WARREN_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "WARREN_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long, env = "WARREN_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "WARREN_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
     /// Public HTTP port shown in endpoint URLs, when a load balancer changes it.
     #[arg(long, env = "WARREN_PUBLIC_HTTP_PORT", value_name = "PORT")]
@@ -125,7 +150,10 @@ pub struct Bootstrap {
 impl std::fmt::Debug for Bootstrap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bootstrap")
-            .field("admin_api_key", &self.admin_api_key.as_ref().map(|_| "<hidden>"))
+            .field(
+                "admin_api_key",
+                &self.admin_api_key.as_ref().map(|_| "<hidden>"),
+            )
             .field("authtoken", &self.authtoken.as_ref().map(|_| "<hidden>"))
             .finish()
     }
@@ -219,10 +247,10 @@ impl Settings {
 
     /// Applies defaults and checks values.
     pub fn resolve(self, bootstrap: Bootstrap) -> anyhow::Result<Config> {
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("warren-data"));
-        let database_url = self
-            .database_url
-            .unwrap_or_else(|| sqlite_url(&data_dir));
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("warren-data"));
+        let database_url = self.database_url.unwrap_or_else(|| sqlite_url(&data_dir));
         let mut edge = EdgeConfig::new(&data_dir);
         if let Some(domain) = self.domain {
             let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -289,7 +317,10 @@ mod tests {
         assert_eq!(config.http_addr, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(config.https_addr, "0.0.0.0:8443".parse().unwrap());
         assert_eq!(config.api_addr, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(config.edge.tcp_ports, PortRange::parse("20000-20999").unwrap());
+        assert_eq!(
+            config.edge.tcp_ports,
+            PortRange::parse("20000-20999").unwrap()
+        );
         assert_eq!(config.edge.domain, "localhost");
     }
 
@@ -297,9 +328,22 @@ mod tests {
     fn file_fills_what_flags_leave_unset_and_rejects_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("warren.toml");
-        std::fs::write(&file, "domain = \"example.com\"\nhttp_addr = \"127.0.0.1:1\"\n").unwrap();
-        let settings = parse(&["--config", file.to_str().unwrap(), "--http-addr", "127.0.0.1:2"]);
-        let config = settings.merge_file().unwrap().resolve(Bootstrap::default()).unwrap();
+        std::fs::write(
+            &file,
+            "domain = \"example.com\"\nhttp_addr = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let settings = parse(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:2",
+        ]);
+        let config = settings
+            .merge_file()
+            .unwrap()
+            .resolve(Bootstrap::default())
+            .unwrap();
         assert_eq!(config.edge.domain, "example.com");
         assert_eq!(config.http_addr, "127.0.0.1:2".parse().unwrap());
 
@@ -307,7 +351,10 @@ mod tests {
         let error = parse(&["--config", file.to_str().unwrap()])
             .merge_file()
             .unwrap_err();
-        assert!(format!("{error:#}").contains("unknown field `domian`"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("unknown field `domian`"),
+            "{error:#}"
+        );
     }
 
     #[test]
@@ -315,7 +362,7 @@ mod tests {
         assert!(Cli::try_parse_from(["warrend", "--http-addr", "nope"]).is_err());
         let bad_range = parse(&["--tcp-ports", "9-1"]).resolve(Bootstrap::default());
         assert!(bad_range.is_err());
-        let bad_domain = parse(&["--domain", "-bad-.com"]).resolve(Bootstrap::default());
+        let bad_domain = parse(&["--domain=-bad-.com"]).resolve(Bootstrap::default());
         assert!(bad_domain.is_err());
         assert!(Cli::try_parse_from(["warrend", "--tls-cert", "a.pem"]).is_err());
     }

@@ -4,8 +4,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: flags, environment, TOML file, defaults.
-//! - [`bootstrap`]: the admin API key and first authtoken on an empty store.
+//! - [`config`] — flags, environment, TOML file, defaults.
+//! - [`bootstrap`] — the admin API key and first authtoken on an empty store.
 //! - this file: [`start`], [`Server`], [`run`].
 
 pub mod bootstrap;
@@ -138,22 +138,24 @@ async fn serve_api(listener: TcpListener, stop: tokio_util::sync::CancellationTo
             },
         };
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                let (status, body) = match (req.method().as_str(), req.uri().path()) {
-                    ("GET", "/healthz") => (StatusCode::OK, "{\"status\":\"ok\"}"),
-                    _ => (
-                        StatusCode::NOT_FOUND,
-                        "{\"error_code\":\"ERR_NGROK_404\",\"status_code\":404,\"msg\":\"Not found.\"}",
-                    ),
-                };
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .status(status)
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from_static(body.as_bytes())))
-                        .expect("static response"),
-                )
-            });
+            let service = hyper::service::service_fn(
+                |req: hyper::Request<hyper::body::Incoming>| async move {
+                    let (status, body) = match (req.method().as_str(), req.uri().path()) {
+                        ("GET", "/healthz") => (StatusCode::OK, "{\"status\":\"ok\"}"),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            "{\"error_code\":\"ERR_NGROK_404\",\"status_code\":404,\"msg\":\"Not found.\"}",
+                        ),
+                    };
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(status)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(body.as_bytes())))
+                            .expect("static response"),
+                    )
+                },
+            );
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
@@ -181,6 +183,9 @@ mod tests {
             super::redact("postgres://warren:s3cret@db:5432/warren"),
             "postgres://warren:***@db:5432/warren"
         );
-        assert_eq!(super::redact("sqlite://warren-data/warren.db"), "sqlite://warren-data/warren.db");
+        assert_eq!(
+            super::redact("sqlite://warren-data/warren.db"),
+            "sqlite://warren-data/warren.db"
+        );
     }
 }

@@ -5,19 +5,20 @@
 //!
 //! # Layout
 //!
-//! - [`TestEdge`]: the server, its addresses, the first authtoken, extra credentials.
-//! - [`origin`]: upstream services an agent forwards to.
-//! - [`client`]: visitors.
+//! - [`TestEdge`] — the server, its addresses, the first authtoken, extra credentials.
+//! - [`origin`] — upstream services an agent forwards to.
+//! - [`client`] — visitors.
 
 pub mod client;
 pub mod origin;
+pub mod raw;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Once;
 use std::time::Duration;
 
-use warrend::config::{Bootstrap, Config};
 use warren_store::NewCredential;
+use warrend::config::{Bootstrap, Config};
 
 /// Upper bound for any single step a test waits on.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,7 +49,10 @@ impl TestEdge {
         config.edge.drain_timeout = Duration::from_secs(5);
         adjust(&mut config);
         let server = warrend::start(config.clone()).await.expect("edge starts");
-        let created = server.created.as_ref().expect("first start creates credentials");
+        let created = server
+            .created
+            .as_ref()
+            .expect("first start creates credentials");
         let authtoken = created.authtoken.clone();
         let ca_pem = server.edge().ca_pem().to_owned();
         TestEdge {
@@ -133,7 +137,10 @@ impl TestEdge {
     pub async fn eventually(&self, what: &str, mut check: impl FnMut(&warren_edge::Edge) -> bool) {
         let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
         while !check(self.server.edge()) {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -14,12 +14,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.expect("origin binds")
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("origin binds")
 }
 
 /// An HTTP/1.1 + h2c origin:
 /// - `GET /bytes?n=N`: N deterministic bytes (`i % 251`);
 /// - `POST /sha256`: the hex SHA-256 and length of the request body;
+/// - `GET /slow?ms=N`: waits N milliseconds (at most 10 s), then answers `slow done`;
 /// - `/ws`: a WebSocket echo;
 /// - anything else: `hello from origin` plus one `name: value` line per request header, and the
 ///   method and path.
@@ -43,6 +46,17 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     let path = req.uri().path().to_owned();
     if path == "/ws" {
         return Ok(websocket(&mut req));
+    }
+    if path == "/slow" {
+        let ms: u64 = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+            .min(10_000);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        return Ok(Response::new(Full::new(Bytes::from_static(b"slow done"))));
     }
     if path == "/bytes" {
         let n: usize = req
@@ -177,9 +191,13 @@ pub async fn tls_origin(name: &str) -> (SocketAddr, String) {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let sni = tls.get_ref().1.server_name().unwrap_or("").to_owned();
-                let _ = tls.write_all(format!("tls origin {sni}\n").as_bytes()).await;
+                let _ = tls
+                    .write_all(format!("tls origin {sni}\n").as_bytes())
+                    .await;
                 let _ = tls.shutdown().await;
             });
         }

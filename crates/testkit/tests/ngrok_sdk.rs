@@ -19,7 +19,10 @@ use warren_testkit::client::{HttpVisitor, tls_with};
 use warren_testkit::{STEP_TIMEOUT, TestEdge, origin, sha256_hex};
 
 /// Connects the official SDK to `edge` with `token`.
-async fn agent(edge: &TestEdge, token: &str) -> Result<ngrok::Session, ngrok::session::ConnectError> {
+async fn agent(
+    edge: &TestEdge,
+    token: &str,
+) -> Result<ngrok::Session, ngrok::session::ConnectError> {
     let mut builder = ngrok::Session::builder();
     builder
         .authtoken(token)
@@ -54,10 +57,16 @@ async fn http_endpoint_on_a_chosen_domain_through_http_https_and_h2() {
     let plain = edge.http().get("app.example.com", "/hi?x=1").await.unwrap();
     assert_eq!(plain.status, StatusCode::OK, "{}", plain.text());
     let text = plain.text();
-    assert!(text.starts_with("hello from origin\nGET /hi?x=1\n"), "{text}");
+    assert!(
+        text.starts_with("hello from origin\nGET /hi?x=1\n"),
+        "{text}"
+    );
     assert!(text.contains("x-forwarded-proto: http\n"), "{text}");
     assert!(text.contains("x-forwarded-for: 127.0.0.1\n"), "{text}");
-    assert!(text.contains("x-forwarded-host: app.example.com\n"), "{text}");
+    assert!(
+        text.contains("x-forwarded-host: app.example.com\n"),
+        "{text}"
+    );
     assert!(text.contains("host: app.example.com\n"), "{text}");
 
     let secure = edge.https().get("app.example.com", "/").await.unwrap();
@@ -73,7 +82,11 @@ async fn http_endpoint_on_a_chosen_domain_through_http_https_and_h2() {
     assert!(h2.text().contains("GET /two\n"), "{}", h2.text());
 
     // Host names are case-insensitive and may carry the port.
-    let upper = edge.http().get(&format!("APP.example.com:{}", edge.http_addr().port()), "/").await.unwrap();
+    let upper = edge
+        .http()
+        .get(&format!("APP.example.com:{}", edge.http_addr().port()), "/")
+        .await
+        .unwrap();
     assert_eq!(upper.status, StatusCode::OK);
 }
 
@@ -90,16 +103,24 @@ async fn keep_alive_requests_reuse_one_agent_stream() {
         .unwrap();
     let tcp = TcpStream::connect(edge.http_addr()).await.unwrap();
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     for i in 0..20 {
         let req = Request::get(format!("/n{i}"))
             .header("host", "keep.example.com")
             .body(Full::new(Bytes::new()))
             .unwrap();
-        let resp = timeout(STEP_TIMEOUT, sender.send_request(req)).await.unwrap().unwrap();
+        let resp = timeout(STEP_TIMEOUT, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
         assert!(String::from_utf8_lossy(&body).contains(&format!("GET /n{i}\n")));
     }
 }
@@ -115,7 +136,11 @@ async fn wildcard_domains_route_by_specificity() {
         .listen_and_forward(Url::parse(&format!("http://{origin_a}/")).unwrap())
         .await
         .unwrap();
-    assert!(wide.url().starts_with("https://*.example.com"), "{}", wide.url());
+    assert!(
+        wide.url().starts_with("https://*.example.com"),
+        "{}",
+        wide.url()
+    );
     let narrow = session
         .http_endpoint()
         .domain("*.site1.example.com")
@@ -133,13 +158,20 @@ async fn wildcard_domains_route_by_specificity() {
     let routes = edge.server.edge().routes();
     let owner = |host: &str| routes.host(host).map(|t| t.id.clone());
     assert_eq!(owner("cam1.site1.example.com").as_deref(), Some(exact.id()));
-    assert_eq!(owner("cam2.site1.example.com").as_deref(), Some(narrow.id()));
+    assert_eq!(
+        owner("cam2.site1.example.com").as_deref(),
+        Some(narrow.id())
+    );
     assert_eq!(owner("a.b.site1.example.com").as_deref(), Some(narrow.id()));
     assert_eq!(owner("site1.example.com").as_deref(), Some(wide.id()));
     assert_eq!(owner("other.example.com").as_deref(), Some(wide.id()));
     assert_eq!(owner("example.com"), None);
 
-    for host in ["cam2.site1.example.com", "deep.cam9.site1.example.com", "x.example.com"] {
+    for host in [
+        "cam2.site1.example.com",
+        "deep.cam9.site1.example.com",
+        "x.example.com",
+    ] {
         let reply = edge.https().get(host, "/").await.unwrap();
         assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.text());
         assert!(reply.text().contains(&format!("host: {host}\n")));
@@ -181,7 +213,10 @@ async fn tcp_endpoint_echoes_and_passes_proxy_protocol() {
     tcp.write_all(b"ping over tcp").await.unwrap();
     tcp.shutdown().await.unwrap();
     let mut back = Vec::new();
-    timeout(STEP_TIMEOUT, tcp.read_to_end(&mut back)).await.unwrap().unwrap();
+    timeout(STEP_TIMEOUT, tcp.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(back, b"ping over tcp");
 
     // With PROXY protocol v1 the agent passes the visitor's address on to the upstream.
@@ -197,10 +232,16 @@ async fn tcp_endpoint_echoes_and_passes_proxy_protocol() {
     let local = tcp.local_addr().unwrap();
     tcp.write_all(b"x").await.unwrap();
     let mut back = Vec::new();
-    timeout(STEP_TIMEOUT, tcp.read_to_end(&mut back)).await.unwrap().unwrap();
+    timeout(STEP_TIMEOUT, tcp.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&back);
     assert!(
-        text.starts_with(&format!("PROXY TCP4 127.0.0.1 127.0.0.1 {} {port}\r\n", local.port())),
+        text.starts_with(&format!(
+            "PROXY TCP4 127.0.0.1 127.0.0.1 {} {port}\r\n",
+            local.port()
+        )),
         "{text:?}"
     );
 }
@@ -229,7 +270,10 @@ async fn tls_endpoint_is_passed_through_by_sni() {
         .unwrap()
         .unwrap();
     let mut text = String::new();
-    timeout(STEP_TIMEOUT, tls.read_to_string(&mut text)).await.unwrap().ok();
+    timeout(STEP_TIMEOUT, tls.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .ok();
     assert_eq!(text, "tls origin secure.example.com\n");
 
     // Other names on the same port still get the edge's own TLS and HTTP.
@@ -262,7 +306,11 @@ async fn websocket_echo_end_to_end() {
         ws.send(tokio_tungstenite::tungstenite::Message::text(msg.clone()))
             .await
             .unwrap();
-        let echoed = timeout(STEP_TIMEOUT, ws.next()).await.unwrap().unwrap().unwrap();
+        let echoed = timeout(STEP_TIMEOUT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(echoed.into_text().unwrap().as_str(), msg);
     }
     ws.close(None).await.unwrap();
@@ -333,13 +381,19 @@ async fn bad_tokens_are_refused_with_codes() {
     let edge = TestEdge::start().await;
     let unknown = format!("{}_{}", "2abcdefghijklmnopqrstuvwxyz", "A".repeat(43));
     let err = agent(&edge, &unknown).await.err().expect("refused");
-    assert!(matches!(err, ngrok::session::ConnectError::Auth(_)), "{err:?}");
+    assert!(
+        matches!(err, ngrok::session::ConnectError::Auth(_)),
+        "{err:?}"
+    );
     assert_eq!(err.error_code(), Some("ERR_NGROK_107"), "{err:?}");
 
     let err = agent(&edge, "").await.err().expect("refused");
     assert!(err.error_code().is_some(), "{err:?}");
 
-    let err = agent(&edge, "has spaces in it").await.err().expect("refused");
+    let err = agent(&edge, "has spaces in it")
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(err.error_code(), Some("ERR_NGROK_105"), "{err:?}");
     assert!(edge.server.edge().sessions().is_empty());
 }
@@ -423,7 +477,8 @@ async fn unknown_hosts_dead_upstreams_and_gone_agents_get_clear_errors() {
 
     // The agent goes away: its routes go with it and visitors get a clear 404, not a hang.
     session.close().await.unwrap();
-    edge.eventually("session gone", |e| e.sessions().is_empty()).await;
+    edge.eventually("session gone", |e| e.sessions().is_empty())
+        .await;
     let reply = edge.http().get("dead.example.com", "/").await.unwrap();
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
@@ -444,7 +499,11 @@ async fn reconnect_after_the_edge_drops_the_connection_keeps_the_url() {
         .listen_and_forward(Url::parse(&format!("tcp://{echo}")).unwrap())
         .await
         .unwrap();
-    let host = Url::parse(http.url()).unwrap().host_str().unwrap().to_owned();
+    let host = Url::parse(http.url())
+        .unwrap()
+        .host_str()
+        .unwrap()
+        .to_owned();
     let port = Url::parse(tcp.url()).unwrap().port().unwrap();
     let first = edge.server.edge().sessions()[0].id.clone();
     let client_id = session.id();
@@ -467,7 +526,10 @@ async fn reconnect_after_the_edge_drops_the_connection_keeps_the_url() {
     conn.write_all(b"still here").await.unwrap();
     conn.shutdown().await.unwrap();
     let mut back = Vec::new();
-    timeout(STEP_TIMEOUT, conn.read_to_end(&mut back)).await.unwrap().unwrap();
+    timeout(STEP_TIMEOUT, conn.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(back, b"still here");
 }
 
@@ -487,9 +549,14 @@ async fn stop_tunnel_closes_the_sdk_listener() {
         .stop_tunnel(&id, "stopped by the operator", Some("ERR_NGROK_9020"))
         .await
         .unwrap();
-    let next = timeout(STEP_TIMEOUT, listener.next()).await.expect("listener ends");
+    let next = timeout(STEP_TIMEOUT, listener.next())
+        .await
+        .expect("listener ends");
     match next {
-        Some(Err(ngrok::tunnel::AcceptError::ListenerClosed { message, error_code })) => {
+        Some(Err(ngrok::tunnel::AcceptError::ListenerClosed {
+            message,
+            error_code,
+        })) => {
             assert_eq!(message, "stopped by the operator");
             assert_eq!(error_code.as_deref(), Some("ERR_NGROK_9020"));
         }

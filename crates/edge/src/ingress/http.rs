@@ -137,7 +137,13 @@ impl VisitorConn {
         let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let reuse = req.version() != Version::HTTP_2 && upgrade.is_none();
         let (mut parts, body) = req.into_parts();
-        prepare_request_head(&mut parts, &authority, self.addrs, self.scheme, upgrade.is_some());
+        prepare_request_head(
+            &mut parts,
+            &authority,
+            self.addrs,
+            self.scheme,
+            upgrade.is_some(),
+        );
         let mut sender = match self.agent(&tunnel).await {
             Ok(sender) => sender,
             Err(error) => return connect_error_page(error),
@@ -187,12 +193,12 @@ impl VisitorConn {
     /// the same tunnel and still usable, else a new proxy stream speaking HTTP/1.1.
     async fn agent(&self, tunnel: &Arc<Tunnel>) -> Result<SendRequest<Incoming>, ConnectError> {
         let idle = self.idle_agent.lock().expect("idle agent lock").take();
-        if let Some((idle_tunnel, mut sender)) = idle {
-            if Arc::ptr_eq(&idle_tunnel, tunnel) && !sender.is_closed() {
-                if let Ok(Ok(())) = timeout(VISITOR_HEADER_TIMEOUT, sender.ready()).await {
-                    return Ok(sender);
-                }
-            }
+        if let Some((idle_tunnel, mut sender)) = idle
+            && Arc::ptr_eq(&idle_tunnel, tunnel)
+            && !sender.is_closed()
+            && let Ok(Ok(())) = timeout(VISITOR_HEADER_TIMEOUT, sender.ready()).await
+        {
+            return Ok(sender);
         }
         let stream = tunnel.connect(self.addrs.remote, self.addrs.local).await?;
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
@@ -305,7 +311,9 @@ fn prepare_request_head(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    parts.uri = path.parse::<Uri>().unwrap_or_else(|_| Uri::from_static("/"));
+    parts.uri = path
+        .parse::<Uri>()
+        .unwrap_or_else(|_| Uri::from_static("/"));
     parts.version = Version::HTTP_11;
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers, upgrade);
@@ -314,10 +322,7 @@ fn prepare_request_head(
         headers.insert("x-forwarded-host", value);
     }
     let visitor_ip = addrs.remote.ip().to_canonical().to_string();
-    let forwarded_for = match headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(earlier) => format!("{earlier}, {visitor_ip}"),
         None => visitor_ip,
     };
@@ -355,7 +360,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-kept", HeaderValue::from_static("1"));

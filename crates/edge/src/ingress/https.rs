@@ -35,7 +35,10 @@ async fn handle(edge: Edge, mut tcp: TcpStream, addrs: VisitorAddrs) {
                 Ok(None) => continue,
                 Ok(Some(sni)) => return Ok(sni),
                 Err(error) => {
-                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string()));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        error.to_string(),
+                    ));
                 }
             }
         }
@@ -60,11 +63,18 @@ async fn handle(edge: Edge, mut tcp: TcpStream, addrs: VisitorAddrs) {
         return;
     }
     let header_timeout = edge.config().visitor_header_timeout;
-    let config = Arc::clone(edge.inner().public_tls.get().expect("public TLS is configured"));
+    let config = Arc::clone(
+        edge.inner()
+            .public_tls
+            .get()
+            .expect("public TLS is configured"),
+    );
     let accept = TlsAcceptor::from(config).accept(Prefixed::new(hello.freeze(), tcp));
     match timeout(header_timeout, accept).await {
         Ok(Ok(tls)) => super::http::serve_connection(edge, tls, addrs, Scheme::Https).await,
-        Ok(Err(error)) => tracing::debug!(remote = %addrs.remote, %error, "visitor TLS handshake failed"),
+        Ok(Err(error)) => {
+            tracing::debug!(remote = %addrs.remote, %error, "visitor TLS handshake failed")
+        }
         Err(_) => tracing::debug!(remote = %addrs.remote, "visitor TLS handshake timed out"),
     }
 }

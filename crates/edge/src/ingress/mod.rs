@@ -1,11 +1,11 @@
 //! Public ingress: the listeners visitors reach, and the pieces they share.
 //!
-//! - [`http`]: plain HTTP (HTTP/1.1 and h2c) and the HTTP proxy pipeline used by HTTPS too:
+//! - [`http`] — plain HTTP (HTTP/1.1 and h2c) and the HTTP proxy pipeline used by HTTPS too:
 //!   route by Host → open a proxy stream → HTTP/1.1 to the agent → response back.
-//! - [`https`]: reads the ClientHello, passes TLS through untouched when the SNI names a `tls`
+//! - [`https`] — reads the ClientHello, passes TLS through untouched when the SNI names a `tls`
 //!   endpoint, otherwise terminates TLS (certificate by SNI, ALPN h2/http1.1) and serves HTTP.
-//! - [`tcp`]: one listener per TCP endpoint, bytes copied both ways.
-//! - [`pages`]: the error pages visitors see, each with a stable error code.
+//! - [`tcp`] — one listener per TCP endpoint, bytes copied both ways.
+//! - [`pages`] — the error pages visitors see, each with a stable error code.
 //!
 //! Every visitor connection takes a slot from the edge-wide visitor limit and is tracked so a
 //! drain can wait for it.

@@ -54,7 +54,12 @@ mod tests {
 
     #[test]
     fn pages_escape_visitor_input() {
-        let page = error_page(StatusCode::NOT_FOUND, ENDPOINT_OFFLINE, "Not found", "<script>");
+        let page = error_page(
+            StatusCode::NOT_FOUND,
+            ENDPOINT_OFFLINE,
+            "Not found",
+            "<script>",
+        );
         assert_eq!(page.status(), StatusCode::NOT_FOUND);
         assert_eq!(page.headers()["warren-error-code"], ENDPOINT_OFFLINE);
     }

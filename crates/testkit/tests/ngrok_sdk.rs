@@ -571,3 +571,63 @@ async fn stop_tunnel_closes_the_sdk_listener() {
     session.close_tunnel(&id).await.unwrap();
     assert_eq!(edge.server.edge().sessions().len(), 1);
 }
+
+#[tokio::test]
+async fn stop_and_restart_commands_reach_the_agent() {
+    let edge = TestEdge::start().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut builder = ngrok::Session::builder();
+    builder
+        .authtoken(edge.authtoken.clone())
+        .server_addr(edge.agent_addr())
+        .unwrap()
+        .ca_cert(Bytes::from(edge.ca_pem.clone()))
+        .handle_stop_command(move |_req| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send("stop");
+                Ok(())
+            }
+        });
+    let _session = timeout(STEP_TIMEOUT, builder.connect()).await.unwrap().unwrap();
+    let id = edge.server.edge().sessions()[0].id.clone();
+    edge.server.edge().stop_agent(&id).await.unwrap();
+    assert_eq!(timeout(STEP_TIMEOUT, rx.recv()).await.unwrap(), Some("stop"));
+
+    // An agent without a restart handler says so, and the edge reports it as a refusal.
+    let err = edge.server.edge().restart_agent(&id).await.unwrap_err();
+    assert!(
+        matches!(&err, warren_edge::CommandError::Refused(text) if text.contains("callback")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        edge.server.edge().stop_agent("ts_unknown").await,
+        Err(warren_edge::CommandError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn proxy_protocol_v2_reaches_the_upstream() {
+    let edge = TestEdge::start().await;
+    let first = origin::tcp_first_bytes().await;
+    let session = agent(&edge, &edge.authtoken).await.unwrap();
+    let fwd = session
+        .tcp_endpoint()
+        .proxy_proto(ProxyProto::V2)
+        .listen_and_forward(Url::parse(&format!("tcp://{first}")).unwrap())
+        .await
+        .unwrap();
+    let port = Url::parse(fwd.url()).unwrap().port().unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    tcp.write_all(b"x").await.unwrap();
+    let mut back = Vec::new();
+    timeout(STEP_TIMEOUT, tcp.read_to_end(&mut back)).await.unwrap().unwrap();
+    let (header, _) = warren_proto::proxy_protocol::parse(&back)
+        .expect("a PROXY v2 header")
+        .expect("complete");
+    assert_eq!(header.version, 2);
+    let addrs = header.addrs.expect("TCP addresses");
+    assert_eq!(addrs.source, local);
+    assert_eq!(addrs.destination.port(), port);
+}

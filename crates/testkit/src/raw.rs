@@ -316,7 +316,9 @@ impl RawAgent {
     /// answer until FIN, RST or the end of the session, for at most [`STEP_TIMEOUT`]. A write the
     /// edge cuts short is not an error: the read says how the stream ended.
     pub async fn rpc(&self, ty: u32, body: &[u8]) -> anyhow::Result<Drained> {
-        let mut stream = self.mux.open_typed(ty, &[]).await?;
+        let mut stream = timeout(STEP_TIMEOUT, self.mux.open_typed(ty, &[]))
+            .await
+            .map_err(|_| anyhow::anyhow!("opening a stream timed out"))??;
         let _ = timeout(STEP_TIMEOUT, stream.write_all(body)).await;
         Ok(drain(&mut stream, STEP_TIMEOUT).await)
     }

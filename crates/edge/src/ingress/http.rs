@@ -8,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -21,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
 
+use super::activity::{Activity, Watched};
 use super::pages::{self, Body, error_page};
 use crate::config::{AGENT_RESPONSE_TIMEOUT, MAX_REQUEST_HEAD_BYTES, VISITOR_HEADER_TIMEOUT};
 use crate::tunnel::{ConnectError, Tunnel};
@@ -28,6 +30,9 @@ use crate::{Edge, VisitorAddrs};
 
 /// Most concurrent HTTP/2 streams per visitor connection.
 pub const MAX_H2_STREAMS: u32 = 128;
+/// A visitor connection with no bytes moving either way for this long is closed (this also
+/// reaps dead HTTP/2 peers, so no PINGs are sent: they would keep idle connections alive).
+pub const VISITOR_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Which public port a request arrived on (sets `X-Forwarded-Proto`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,15 +65,20 @@ where
 {
     let stop = edge.visitors_stopped();
     let header_timeout = edge.config().visitor_header_timeout;
+    let activity = Activity::new();
     let conn = Arc::new(VisitorConn {
         edge,
         addrs,
         scheme,
         idle_agent: Mutex::new(None),
     });
-    let service = service_fn(move |req| {
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(conn.handle(req).await) }
+    let service = service_fn({
+        let activity = activity.clone();
+        move |req| {
+            activity.request();
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(conn.handle(req).await) }
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -81,18 +91,38 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_H2_STREAMS)
         .max_header_list_size(MAX_REQUEST_HEAD_BYTES as u32);
+    let io = Watched::new(io, activity.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(remote = %addrs.remote, %error, "visitor connection ended with an error");
+    loop {
+        // hyper bounds each HTTP/1 request head, but not the protocol sniffing before the first
+        // request nor an HTTP/2 connection that never sends one; and nothing bounds silence.
+        let deadline = if activity.requests() == 0 {
+            activity.started() + header_timeout
+        } else {
+            activity.last() + VISITOR_IDLE_TIMEOUT
+        };
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(remote = %addrs.remote, %error, "visitor connection ended with an error");
+                }
+                return;
             }
-        }
-        _ = stop.cancelled() => {
-            // Drain: finish in-flight requests, take no new ones.
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+            _ = stop.cancelled() => {
+                // Drain: finish in-flight requests, take no new ones.
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let idle_since = if activity.requests() == 0 { activity.started() } else { activity.last() };
+                let limit = if activity.requests() == 0 { header_timeout } else { VISITOR_IDLE_TIMEOUT };
+                if idle_since.elapsed() >= limit {
+                    tracing::debug!(remote = %addrs.remote, "visitor connection silent too long; closed");
+                    return;
+                }
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Every visitor connection takes a slot from the edge-wide visitor limit and is tracked so a
 //! drain can wait for it.
 
+pub mod activity;
 pub mod http;
 pub mod https;
 pub mod pages;

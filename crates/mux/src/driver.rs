@@ -2,8 +2,9 @@
 //! writes the output the state machine schedules.
 //!
 //! Owns the transport's buffers and their sizing: the read buffer grows for bulk traffic
-//! and shrinks back to [`MIN_READ_BUF`] when reads get small, the write scratch buffer is
-//! freed whenever the output queue drains, so an idle session holds almost nothing. Large
+//! and shrinks back to [`MIN_READ_BUF`] when reads get small; both IO buffers are kept
+//! (and reused in place) while traffic flows and freed after [`IDLE_RELEASE_AFTER`]
+//! without IO, so an idle session holds no IO buffers. Large
 //! DATA payloads travel without copies where the transport supports vectored writes and
 //! out of the read buffer by reference. It makes no protocol decisions: every frame goes
 //! to [`State::on_frame`], every outgoing frame comes from [`State::take_output`].
@@ -22,16 +23,15 @@ use tokio::time::Sleep;
 use crate::error::CloseReason;
 use crate::frame::{Flags, Frame, FrameHeader, FrameType, HEADER_LEN};
 use crate::state::Shared;
-use crate::{GOAWAY_FLUSH_TIMEOUT, MAX_READ_BUF, MIN_READ_BUF, WRITE_BATCH_BYTES};
+use crate::{
+    GOAWAY_FLUSH_TIMEOUT, IDLE_RELEASE_AFTER, MAX_READ_BUF, MIN_READ_BUF, WRITE_BATCH_BYTES,
+};
 
 /// Payloads at least this long go to the socket as their own slice (vectored transports).
 const ZERO_COPY_MIN: usize = 4 * 1024;
 
 /// Most slices handed to one vectored write.
 const MAX_IOVECS: usize = 64;
-
-/// Scratch capacity kept across an idle period.
-const IDLE_SCRATCH: usize = 512;
 
 /// Loop turns before the task yields to the runtime even if it could go on.
 const MAX_TURNS: usize = 64;
@@ -61,7 +61,7 @@ impl WriteBuf {
     }
 
     #[cfg(test)]
-    pub(crate) fn to_vec(&mut self) -> Vec<u8> {
+    pub(crate) fn take_bytes(&mut self) -> Vec<u8> {
         self.seal();
         self.segs.iter().flat_map(|s| s.iter().copied()).collect()
     }
@@ -122,22 +122,26 @@ impl WriteBuf {
         }
     }
 
-    /// Releases buffers once everything is written.
-    fn idle(&mut self) {
+    /// Releases the buffers (only when everything is written).
+    fn release(&mut self) {
         debug_assert!(self.is_empty());
-        if self.scratch.capacity() > IDLE_SCRATCH {
-            self.scratch = BytesMut::new();
-        }
-        if self.segs.capacity() > 8 {
-            self.segs = VecDeque::new();
-        }
+        // `capacity()` of a split-off `BytesMut` understates what it keeps alive, so the
+        // scratch buffer is replaced whatever it reports.
+        self.scratch = BytesMut::new();
+        self.segs = VecDeque::new();
+    }
+
+    fn holds_memory(&self) -> bool {
+        self.scratch.capacity() > 0 || self.segs.capacity() > 0
     }
 }
 
 enum Phase {
     Running,
     /// Writing the GOAWAY (and anything before it), then shutting the transport down.
-    Flushing { deadline: Pin<Box<Sleep>> },
+    Flushing {
+        deadline: Pin<Box<Sleep>>,
+    },
 }
 
 /// The session's IO future; completes when the session is over, dropping the transport.
@@ -153,6 +157,11 @@ pub(crate) struct Driver<T> {
     phase: Phase,
     /// Wakers collected under the lock, woken after it is released (kept for its capacity).
     wakes: Vec<Waker>,
+    /// Armed while IO buffers are held: when it fires after a period without IO, the
+    /// buffers are released. One timer operation per period, not per read.
+    release_timer: Option<Pin<Box<Sleep>>>,
+    /// IO happened since the release timer was (re)armed.
+    active: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Send + 'static> Driver<T> {
@@ -167,6 +176,8 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Driver<T> {
             needs_flush: false,
             phase: Phase::Running,
             wakes: Vec::new(),
+            release_timer: None,
+            active: false,
         }
     }
 
@@ -231,7 +242,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Driver<T> {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 2 * want {
             // Light traffic after a burst: give the big allocation back.
             self.rbuf = BytesMut::with_capacity(want);
-        } else if spare < need || spare < self.read_target / 2 {
+        } else if spare < need || spare < (self.read_target / 2).max(1) {
             // Reclaims the allocation in place when no payload still references it.
             self.rbuf.reserve(want);
         }
@@ -242,6 +253,41 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Driver<T> {
             self.read_target = (self.read_target * 2).min(MAX_READ_BUF);
         } else if n < self.read_target / 4 {
             self.read_target = (self.read_target / 4).max(MIN_READ_BUF);
+        }
+    }
+
+    /// Frees the IO buffers after [`IDLE_RELEASE_AFTER`] without IO; keeps them (and
+    /// their allocations) while traffic flows.
+    fn poll_release(&mut self, cx: &mut Context<'_>) {
+        let holds = self.rbuf.capacity() > 0 || self.wbuf.holds_memory();
+        if !holds {
+            self.release_timer = None;
+            return;
+        }
+        loop {
+            let Some(timer) = &mut self.release_timer else {
+                self.release_timer = Some(Box::pin(tokio::time::sleep(IDLE_RELEASE_AFTER)));
+                self.active = false;
+                continue;
+            };
+            if timer.as_mut().poll(cx).is_pending() {
+                return;
+            }
+            if std::mem::take(&mut self.active) {
+                let next = tokio::time::Instant::now() + IDLE_RELEASE_AFTER;
+                timer.as_mut().reset(next);
+                continue;
+            }
+            // Quiet for a whole period: give the memory back.
+            if self.rbuf.is_empty() {
+                self.rbuf = BytesMut::new();
+            }
+            if self.wbuf.is_empty() && !self.needs_flush {
+                self.wbuf.release();
+            }
+            self.read_target = MIN_READ_BUF;
+            self.release_timer = None;
+            return;
         }
     }
 
@@ -317,7 +363,10 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Driver<T> {
 
             // Write.
             match self.poll_write_out(cx) {
-                Poll::Ready(Ok(p)) => progressed |= p,
+                Poll::Ready(Ok(p)) => {
+                    progressed |= p;
+                    self.active |= p;
+                }
                 Poll::Ready(Err(e)) => {
                     tracing::debug!(error = %e, "muxado transport write failed");
                     self.fail(CloseReason::from_io(&e));
@@ -336,9 +385,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Driver<T> {
                         Poll::Pending => {}
                     }
                 }
-                if !self.needs_flush {
-                    self.wbuf.idle();
-                }
+
                 if closed {
                     // GOAWAY written: close our side and finish.
                     return match self.io.as_mut().poll_shutdown(cx) {
@@ -368,6 +415,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Driver<T> {
                         self.adapt_read_target(n, room);
                         self.dispatch();
                         progressed = true;
+                        self.active = true;
                     }
                     Poll::Ready(Err(e)) => {
                         tracing::debug!(error = %e, "muxado transport read failed");
@@ -379,6 +427,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Driver<T> {
             }
 
             if !progressed {
+                self.poll_release(cx);
                 return Poll::Pending;
             }
         }

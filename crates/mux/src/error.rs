@@ -76,7 +76,10 @@ impl CloseReason {
 
     /// What stream reads and writes report once the session is over.
     pub(crate) fn to_io(&self) -> io::Error {
-        io::Error::new(io::ErrorKind::ConnectionAborted, self.to_error().to_string())
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            self.to_error().to_string(),
+        )
     }
 
     pub(crate) fn from_io(e: &io::Error) -> CloseReason {

@@ -33,7 +33,10 @@ impl SendWindow {
 
     /// Applies a WNDINC from the peer.
     pub(crate) fn grow(&mut self, increment: u32) {
-        self.available = self.available.saturating_add(increment).min(MAX_SEND_WINDOW);
+        self.available = self
+            .available
+            .saturating_add(increment)
+            .min(MAX_SEND_WINDOW);
     }
 }
 

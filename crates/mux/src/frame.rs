@@ -295,12 +295,7 @@ impl FrameHeader {
     pub fn encode(&self, dst: &mut BytesMut) {
         debug_assert!(self.length as usize <= MAX_FRAME_LEN);
         let len = self.length.to_be_bytes();
-        dst.put_slice(&[
-            len[1],
-            len[2],
-            len[3],
-            (self.ty << 4) | self.flags.bits(),
-        ]);
+        dst.put_slice(&[len[1], len[2], len[3], (self.ty << 4) | self.flags.bits()]);
         dst.put_u32(self.stream_id & STREAM_ID_MASK);
     }
 }
@@ -462,7 +457,10 @@ impl Frame {
     /// length. Panics if a DATA payload exceeds [`MAX_FRAME_LEN`] (sessions never build one).
     pub fn encode(&self, dst: &mut BytesMut) {
         if let Frame::Data { payload, .. } = self {
-            assert!(payload.len() <= MAX_FRAME_LEN, "DATA payload above 24-bit length");
+            assert!(
+                payload.len() <= MAX_FRAME_LEN,
+                "DATA payload above 24-bit length"
+            );
         }
         let header = self.header();
         dst.reserve(HEADER_LEN + header.length as usize);

@@ -11,6 +11,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`frame`] | the pure codec: headers, the four frame types, flags, error codes, validation |
+//! | `chunks` | a stream's byte queue: large payloads by reference, small ones coalesced |
 //! | `flow` | per-stream window accounting (send window, receive credit, WNDINC batching) |
 //! | `state` | the session state machine under one lock: streams, ids, limits, output scheduling |
 //! | `driver` | the single IO task per session: reads and dispatches frames, writes batched output |
@@ -27,6 +28,7 @@
 //! session costs a few KiB on top of its transport. Limits that protect the edge from a
 //! hostile peer are the `pub const`s below and the fields of [`Config`].
 
+mod chunks;
 mod driver;
 mod error;
 mod flow;
@@ -74,14 +76,19 @@ pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
 pub const MAX_PENDING_CONTROL: usize = 256;
 
 /// Smallest read buffer; an idle session's buffer shrinks to this.
-pub const MIN_READ_BUF: usize = 2 * 1024;
+pub const MIN_READ_BUF: usize = 512;
 
 /// Largest read buffer used for ordinary reads (a single larger frame still gets room).
 pub const MAX_READ_BUF: usize = 64 * 1024;
 
-/// DATA payloads shorter than this are copied out of the read buffer, so a small unread
-/// payload never pins a large receive allocation.
+/// DATA payloads shorter than this are copied out of the read buffer and coalesced with
+/// their neighbours, so small unread payloads never pin a large receive allocation and
+/// one-byte frames cost about one byte each; longer ones are kept by reference.
 pub const COPY_PAYLOAD_BELOW: usize = 8 * 1024;
+
+/// A session's IO buffers are freed after this long without IO (one timer per period
+/// while busy; none while idle).
+pub const IDLE_RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a session that sent GOAWAY waits for the socket to take it before closing.
 pub const GOAWAY_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);

@@ -128,9 +128,13 @@ impl Session {
 
 /// [`Session::open_typed`] without needing a `Session` handle (the heartbeat task uses it
 /// so that it does not keep the session alive).
-pub(crate) async fn open_typed(shared: &Arc<Shared>, ty: u32, first: &[u8]) -> Result<Stream, Error> {
+pub(crate) async fn open_typed(
+    shared: &Arc<Shared>,
+    ty: u32,
+    first: &[u8],
+) -> Result<Stream, Error> {
     let len = TYPE_PREFIX_LEN + first.len();
-    if len > shared.cfg.window as usize {
+    if len > (shared.cfg.window as usize).min(crate::MAX_FRAME_LEN) {
         return Err(Error::FirstFrameTooLarge {
             len,
             window: shared.cfg.window,

@@ -21,9 +21,10 @@ use std::io;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::ReadBuf;
 
+use crate::chunks::ChunkQueue;
 use crate::driver::WriteBuf;
 use crate::error::CloseReason;
 use crate::flow::{RecvWindow, SendWindow};
@@ -109,12 +110,12 @@ pub(crate) struct StreamState {
     handle: Handle,
     // Receive side.
     recv: RecvWindow,
-    recv_buf: VecDeque<Bytes>,
+    recv_buf: ChunkQueue,
     recv_fin: bool,
     // Send side.
     send: SendWindow,
-    /// Payload accepted from `poll_write`, each chunk becomes one DATA frame.
-    out: VecDeque<Bytes>,
+    /// Payload accepted from `poll_write`; each chunk becomes one DATA frame.
+    out: ChunkQueue,
     syn_sent: bool,
     /// `poll_flush` before any write: send an empty SYN.
     syn_wanted: bool,
@@ -136,10 +137,10 @@ impl StreamState {
             local,
             handle,
             recv: RecvWindow::new(window),
-            recv_buf: VecDeque::new(),
+            recv_buf: ChunkQueue::default(),
             recv_fin: false,
             send: SendWindow::new(window),
-            out: VecDeque::new(),
+            out: ChunkQueue::default(),
             syn_sent: !local,
             syn_wanted: false,
             fin_queued: false,
@@ -163,8 +164,7 @@ impl StreamState {
 
     /// Drops queued output; returns the payload bytes freed.
     fn abort_output(&mut self) -> usize {
-        let freed = self.out.iter().map(Bytes::len).sum();
-        self.out = VecDeque::new();
+        let freed = self.out.clear();
         self.syn_wanted = false;
         self.fin_sent = true;
         self.wndinc = 0;
@@ -172,29 +172,13 @@ impl StreamState {
     }
 
     fn discard_input(&mut self) {
-        self.recv_buf = VecDeque::new();
+        self.recv_buf.clear();
         self.recv.discard();
     }
 
     /// Copies buffered payload into `dst`; returns the byte count.
     fn copy_out(&mut self, dst: &mut [u8]) -> usize {
-        let mut n = 0;
-        while n < dst.len() {
-            let Some(front) = self.recv_buf.front_mut() else {
-                break;
-            };
-            let k = front.len().min(dst.len() - n);
-            dst[n..n + k].copy_from_slice(&front[..k]);
-            front.advance(k);
-            if front.is_empty() {
-                self.recv_buf.pop_front();
-            }
-            n += k;
-        }
-        if self.recv_buf.is_empty() && self.recv_buf.capacity() > 8 {
-            self.recv_buf = VecDeque::new();
-        }
-        n
+        self.recv_buf.copy_out(dst)
     }
 
     fn reset_error(&self) -> Option<io::Error> {
@@ -296,7 +280,8 @@ fn store_waker(slot: &mut Option<Waker>, w: &Waker) {
 /// Everything mutable about a session.
 pub(crate) struct State {
     cfg: Config,
-    streams: HashMap<u32, StreamState>,
+    /// Boxed: an idle session's map with one stream stays small.
+    streams: HashMap<u32, Box<StreamState>>,
     next_local_id: u32,
     /// Live streams we opened / the peer opened (entries of `streams`).
     local_count: usize,
@@ -382,7 +367,7 @@ impl State {
             } else {
                 self.remote_count -= 1;
             }
-            self.queued_bytes -= s.out.iter().map(Bytes::len).sum::<usize>();
+            self.queued_bytes -= s.out.len();
         }
         if self.streams.is_empty() && self.streams.capacity() > 64 {
             self.streams = HashMap::new();
@@ -489,15 +474,14 @@ impl State {
         if let Some(r) = &self.closed {
             return Err(r.to_error());
         }
-        if self.local_count >= self.cfg.max_local_streams || self.next_local_id > STREAM_ID_MASK
-        {
+        if self.local_count >= self.cfg.max_local_streams || self.next_local_id > STREAM_ID_MASK {
             return Err(Error::StreamsExhausted);
         }
         let id = self.next_local_id;
         self.next_local_id += 2;
         self.streams.insert(
             id,
-            StreamState::new(true, Handle::Attached, self.cfg.window),
+            Box::new(StreamState::new(true, Handle::Attached, self.cfg.window)),
         );
         self.local_count += 1;
         self.syn_order.push_back(id);
@@ -506,7 +490,7 @@ impl State {
 
     /// Opens a local stream whose first (SYN) frame is `first`, queued as one DATA frame.
     pub(crate) fn open_with(&mut self, first: Bytes) -> Result<u32, Error> {
-        if first.len() > self.cfg.window as usize {
+        if first.len() > (self.cfg.window as usize).min(crate::MAX_FRAME_LEN) {
             return Err(Error::FirstFrameTooLarge {
                 len: first.len(),
                 window: self.cfg.window,
@@ -517,7 +501,7 @@ impl State {
         let n = s.send.take(first.len());
         debug_assert_eq!(n, first.len());
         self.queued_bytes += n;
-        s.out.push_back(first);
+        s.out.push_bytes(first);
         self.schedule(id);
         Ok(id)
     }
@@ -677,7 +661,7 @@ impl State {
             return Poll::Pending;
         }
         let n = s.send.take(data.len().min(MAX_WRITE_FRAME));
-        s.out.push_back(Bytes::copy_from_slice(&data[..n]));
+        s.out.push_copy(&data[..n], MAX_WRITE_FRAME);
         self.queued_bytes += n;
         self.schedule(id);
         Poll::Ready(Ok(n))
@@ -840,7 +824,7 @@ impl State {
             }
             self.streams.insert(
                 id,
-                StreamState::new(false, Handle::Queued, self.cfg.window),
+                Box::new(StreamState::new(false, Handle::Queued, self.cfg.window)),
             );
             self.remote_count += 1;
             self.accept_queue.push_back(id);
@@ -868,12 +852,13 @@ impl State {
                 self.reset_stream(id, ErrorCode::FlowControlError, false, wakes);
                 return Ok(());
             }
-            let payload = if payload.len() < COPY_PAYLOAD_BELOW {
-                Bytes::copy_from_slice(&payload)
+            if payload.len() < COPY_PAYLOAD_BELOW {
+                // Small payloads are coalesced: bookkeeping stays proportional to bytes,
+                // and nothing pins the (large) read buffer.
+                s.recv_buf.push_copy(&payload, usize::MAX);
             } else {
-                payload
-            };
-            s.recv_buf.push_back(payload);
+                s.recv_buf.push_bytes(payload);
+            }
         }
         if flags.is_fin() {
             s.recv_fin = true;
@@ -918,8 +903,8 @@ impl State {
                 });
                 s.wndinc = 0;
             }
-            let announces = !s.syn_sent
-                && (!s.out.is_empty() || (s.fin_queued && !s.fin_sent) || s.syn_wanted);
+            let announces =
+                !s.syn_sent && (!s.out.is_empty() || (s.fin_queued && !s.fin_sent) || s.syn_wanted);
             if announces {
                 self.announce_before(id, w);
             }
@@ -929,7 +914,7 @@ impl State {
                 flags |= Flags::SYN;
                 s.syn_sent = true;
             }
-            if let Some(chunk) = s.out.pop_front() {
+            if let Some(chunk) = s.out.pop_chunk() {
                 self.queued_bytes -= chunk.len();
                 if s.out.is_empty() && s.fin_queued && !s.fin_sent {
                     flags |= Flags::FIN;
@@ -956,6 +941,9 @@ impl State {
         }
         if self.ready.is_empty() && self.ready.capacity() > 64 {
             self.ready = VecDeque::new();
+        }
+        if self.ctrl.is_empty() && self.ctrl.capacity() > 16 {
+            self.ctrl = VecDeque::new();
         }
         if self.queued_bytes < self.cfg.write_queue_bytes {
             self.capacity_waiters.drain_into(wakes);

@@ -87,7 +87,12 @@ async fn window_overrun_gets_flow_control_rst_and_session_survives() {
     let (s, mut peer) = RawPeer::connect(Config::server());
     peer.send(&syn(3, vec![1u8; 100_000])).await;
     peer.send(&data(3, Flags::NONE, vec![1u8; 100_000])).await;
-    peer.send(&data(3, Flags::NONE, vec![1u8; DEFAULT_WINDOW as usize - 200_000])).await;
+    peer.send(&data(
+        3,
+        Flags::NONE,
+        vec![1u8; DEFAULT_WINDOW as usize - 200_000],
+    ))
+    .await;
     // The window is now exactly used up; one more byte is a violation.
     peer.send(&data(3, Flags::NONE, vec![1u8; 1])).await;
     assert_eq!(
@@ -224,8 +229,10 @@ async fn received_goaway_is_terminal() {
 async fn goaway_with_the_rust_sdk_short_length_still_ends_the_session() {
     // ngrok-rust writes Length = len(message) but 8 + len bytes; "ab" -> Length 2 (< 8).
     let (s, mut peer) = RawPeer::connect(Config::server());
-    peer.send_raw(&[0, 0, 2, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a', b'b'])
-        .await;
+    peer.send_raw(&[
+        0, 0, 2, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a', b'b',
+    ])
+    .await;
     t(s.closed()).await;
     peer.recv_until_eof().await;
 }
@@ -290,9 +297,13 @@ async fn goaway_flush_is_bounded_when_the_peer_never_reads() {
 #[tokio::test]
 async fn garbage_bytes_end_the_session_with_goaway() {
     let (s, mut peer) = RawPeer::connect(Config::server());
-    peer.send_raw(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n").await;
+    peer.send_raw(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+        .await;
     let frames = peer.recv_until_eof().await;
-    assert!(matches!(frames.last(), Some(Frame::GoAway { .. })), "{frames:?}");
+    assert!(
+        matches!(frames.last(), Some(Frame::GoAway { .. })),
+        "{frames:?}"
+    );
     assert!(matches!(t(s.closed()).await, Error::Protocol(_)));
 }
 
@@ -322,7 +333,10 @@ async fn reused_stream_id_is_a_protocol_error() {
     peer.send(&syn(3, Bytes::new())).await;
     let st = t(s.accept()).await.unwrap();
     st.reset(ErrorCode::StreamCancelled);
-    assert!(matches!(peer.recv().await.unwrap(), Frame::Rst { stream_id: 3, .. }));
+    assert!(matches!(
+        peer.recv().await.unwrap(),
+        Frame::Rst { stream_id: 3, .. }
+    ));
     peer.send(&syn(3, Bytes::new())).await;
     expect_goaway_then_eof(&mut peer, ErrorCode::ProtocolError).await;
     assert!(matches!(t(s.closed()).await, Error::Protocol(_)));
@@ -394,7 +408,10 @@ async fn control_frame_flood_is_backpressured() {
         }
     })
     .await;
-    assert!(stuck.is_err(), "the flood should stall while nobody reads our RSTs");
+    assert!(
+        stuck.is_err(),
+        "the flood should stall while nobody reads our RSTs"
+    );
     // Once the peer reads, everything drains and the session is still alive.
     let (mut rd, mut wr) = tokio::io::split(peer.io);
     let reader = tokio::spawn(async move {

@@ -17,7 +17,10 @@ fn client_syn_frame_matches_the_wire() {
         flags: Flags::SYN,
         payload: Bytes::from_static(&[0xFF, 0xFF, 0xFF, 0xFF]),
     };
-    assert_eq!(&encode(&f)[..], &[0, 0, 4, 0x12, 0, 0, 0, 3, 0xFF, 0xFF, 0xFF, 0xFF]);
+    assert_eq!(
+        &encode(&f)[..],
+        &[0, 0, 4, 0x12, 0, 0, 0, 3, 0xFF, 0xFF, 0xFF, 0xFF]
+    );
 }
 
 #[test]
@@ -31,7 +34,10 @@ fn control_frames_match_the_wire() {
         stream_id: 2,
         increment: 0x6f,
     };
-    assert_eq!(&encode(&inc)[..], &[0, 0, 4, 0x20, 0, 0, 0, 2, 0, 0, 0, 0x6f]);
+    assert_eq!(
+        &encode(&inc)[..],
+        &[0, 0, 4, 0x20, 0, 0, 0, 2, 0, 0, 0, 0x6f]
+    );
     let ga = Frame::GoAway {
         last_stream_id: 7,
         code: ErrorCode::ProtocolError,
@@ -40,7 +46,9 @@ fn control_frames_match_the_wire() {
     // Length = 8 + len(debug) (the correct form, unlike the Rust SDK's encoder).
     assert_eq!(
         &encode(&ga)[..],
-        &[0, 0, 10, 0x30, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1, b'h', b'i']
+        &[
+            0, 0, 10, 0x30, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1, b'h', b'i'
+        ]
     );
 }
 

@@ -22,7 +22,7 @@ fn drain(st: &mut State) -> Vec<Frame> {
     let mut w = WriteBuf::new_for_test();
     let mut wakes = Vec::new();
     st.take_output(&mut w, usize::MAX, &mut wakes);
-    let mut bytes = BytesMut::from(&w.to_vec()[..]);
+    let mut bytes = BytesMut::from(&w.take_bytes()[..]);
     let mut out = Vec::new();
     while let Some(f) = Frame::decode(&mut bytes, crate::MAX_FRAME_LEN).unwrap() {
         out.push(f);
@@ -192,8 +192,10 @@ fn duplicate_syn_is_fatal() {
 fn data_for_unknown_stream_gets_one_rst() {
     let mut st = state(Role::Server);
     let mut wakes = Vec::new();
-    st.on_frame(data(9, Flags::NONE, b"zz"), &mut wakes).unwrap();
-    st.on_frame(data(9, Flags::NONE, b"zz"), &mut wakes).unwrap();
+    st.on_frame(data(9, Flags::NONE, b"zz"), &mut wakes)
+        .unwrap();
+    st.on_frame(data(9, Flags::NONE, b"zz"), &mut wakes)
+        .unwrap();
     // Empty frames, WNDINC and RST for unknown streams are ignored.
     st.on_frame(data(11, Flags::FIN, b""), &mut wakes).unwrap();
     st.on_frame(
@@ -253,7 +255,8 @@ fn reads_grant_window_back() {
 fn typed_accept_skips_streams_without_their_type() {
     let mut st = state(Role::Server);
     let mut wakes = Vec::new();
-    st.on_frame(data(3, Flags::SYN, b"\0\0"), &mut wakes).unwrap();
+    st.on_frame(data(3, Flags::SYN, b"\0\0"), &mut wakes)
+        .unwrap();
     st.on_frame(data(5, Flags::SYN, b"\0\0\0\x07{}"), &mut wakes)
         .unwrap();
     let Poll::Ready(Ok((5, Some(7)))) = st.poll_accept(&mut cx(), true) else {

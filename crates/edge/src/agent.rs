@@ -291,32 +291,32 @@ async fn handle(edge: Edge, tcp: TcpStream, remote: SocketAddr) {
 }
 
 /// Serves one stream the agent opened after Auth.
-async fn dispatch(edge: &Edge, session: &Arc<AgentSession>, ty: u32, mut stream: Stream) {
+async fn dispatch(edge: &Edge, session: &Arc<AgentSession>, ty: u32, stream: Stream) {
     match ty {
         stream_type::HEARTBEAT => warren_mux::heartbeat::echo(stream).await,
         stream_type::BIND => {
-            if let Some(bind) = read_or_refuse::<Bind>(&mut stream).await {
+            if let Some((bind, stream)) = read_or_refuse::<Bind>(stream).await {
                 let resp = crate::bind::bind(edge, session, bind).await;
-                reply(&mut stream, &resp).await;
+                reply(stream, &resp).await;
             }
         }
         stream_type::UNBIND => {
-            if let Some(unbind) = read_or_refuse::<Unbind>(&mut stream).await {
+            if let Some((unbind, stream)) = read_or_refuse::<Unbind>(stream).await {
                 if session.remove_tunnel(edge, &unbind.id).is_some() {
                     tracing::info!(session = %session.id, tunnel = %unbind.id, "tunnel unbound");
                 }
-                reply(&mut stream, &UnbindResp::default()).await;
+                reply(stream, &UnbindResp::default()).await;
             }
         }
-        stream_type::AUTH => refuse(&mut stream, "the session is already authenticated", ErrCode::MALFORMED_REQUEST).await,
+        stream_type::AUTH => refuse(stream, "the session is already authenticated", ErrCode::MALFORMED_REQUEST).await,
         stream_type::START_TUNNEL_WITH_LABEL => refuse(
-            &mut stream,
+            stream,
             "labeled tunnels (edges) are not supported by this Warren edge; bind an endpoint with a URL instead",
             ErrCode::LABELED_TUNNELS_UNSUPPORTED,
         ).await,
-        stream_type::SRV_INFO => reply(&mut stream, &warren_proto::msg::SrvInfoResp { region: "warren".into(), error: String::new() }).await,
+        stream_type::SRV_INFO => reply(stream, &warren_proto::msg::SrvInfoResp { region: "warren".into(), error: String::new() }).await,
         stream_type::PATCH_TUNNEL_STATE => refuse(
-            &mut stream,
+            stream,
             "updating a tunnel's state in place is not supported; unbind and bind again",
             ErrCode::NOT_IMPLEMENTED,
         ).await,
@@ -354,7 +354,7 @@ async fn authenticate(
                 let auth = match auth {
                     Ok(Ok(auth)) => auth,
                     Ok(Err(error)) => {
-                        refuse(&mut stream, &error.to_string(), ErrCode::MALFORMED_REQUEST).await;
+                        refuse(stream, &error.to_string(), ErrCode::MALFORMED_REQUEST).await;
                         linger_and_close(mux).await;
                         return None;
                     }
@@ -377,7 +377,7 @@ async fn authenticate(
                                 ..Default::default()
                             },
                         };
-                        reply(&mut stream, &resp).await;
+                        reply(stream, &resp).await;
                         return Some(session);
                     }
                     Err(error) => {
@@ -386,7 +386,7 @@ async fn authenticate(
                             error,
                             ..Default::default()
                         };
-                        reply(&mut stream, &resp).await;
+                        reply(stream, &resp).await;
                         linger_and_close(mux).await;
                         return None;
                     }
@@ -394,7 +394,7 @@ async fn authenticate(
             }
             _ => {
                 refuse(
-                    &mut stream,
+                    stream,
                     "the session is not authenticated: send Auth first",
                     UNAUTHENTICATED_SESSION,
                 )
@@ -552,9 +552,9 @@ pub(crate) async fn read_rpc<T: DeserializeOwned>(stream: &mut Stream) -> Result
 }
 
 /// Reads a request; on failure answers with an error so the agent is not left waiting.
-async fn read_or_refuse<T: DeserializeOwned>(stream: &mut Stream) -> Option<T> {
-    match read_rpc(stream).await {
-        Ok(value) => Some(value),
+async fn read_or_refuse<T: DeserializeOwned>(mut stream: Stream) -> Option<(T, Stream)> {
+    match read_rpc(&mut stream).await {
+        Ok(value) => Some((value, stream)),
         Err(error) => {
             refuse(stream, &error.to_string(), ErrCode::MALFORMED_REQUEST).await;
             None
@@ -562,18 +562,28 @@ async fn read_or_refuse<T: DeserializeOwned>(stream: &mut Stream) -> Option<T> {
     }
 }
 
-/// Writes one JSON response and half-closes the stream.
-pub(crate) async fn reply<T: Serialize>(stream: &mut Stream, value: &T) {
+/// Writes one JSON response and half-closes the stream. The agent may not have finished sending
+/// (a refused request is answered before it is read), so the rest of its input is drained in the
+/// background, bounded in bytes and time, until it closes its side: dropping the stream with
+/// unread input would reset it and discard the answer.
+pub(crate) async fn reply<T: Serialize>(mut stream: Stream, value: &T) {
     let json = serde_json::to_vec(value).expect("responses serialize");
-    let _ = timeout(RPC_READ_TIMEOUT, async {
+    let sent = timeout(RPC_READ_TIMEOUT, async {
         stream.write_all(&json).await?;
         stream.shutdown().await
     })
     .await;
+    if matches!(sent, Ok(Ok(()))) {
+        tokio::spawn(async move {
+            let mut sink = tokio::io::sink();
+            let mut rest = (&mut stream).take(2 * MAX_RPC_BODY as u64);
+            let _ = timeout(RPC_READ_TIMEOUT, tokio::io::copy(&mut rest, &mut sink)).await;
+        });
+    }
 }
 
 /// Answers an RPC stream with `{"Error": "...\n\nERR_NGROK_nnn"}`.
-async fn refuse(stream: &mut Stream, message: &str, code: ErrCode) {
+async fn refuse(stream: Stream, message: &str, code: ErrCode) {
     #[derive(Serialize)]
     struct ErrorBody {
         #[serde(rename = "Error")]

@@ -589,10 +589,16 @@ async fn stop_and_restart_commands_reach_the_agent() {
                 Ok(())
             }
         });
-    let _session = timeout(STEP_TIMEOUT, builder.connect()).await.unwrap().unwrap();
+    let _session = timeout(STEP_TIMEOUT, builder.connect())
+        .await
+        .unwrap()
+        .unwrap();
     let id = edge.server.edge().sessions()[0].id.clone();
     edge.server.edge().stop_agent(&id).await.unwrap();
-    assert_eq!(timeout(STEP_TIMEOUT, rx.recv()).await.unwrap(), Some("stop"));
+    assert_eq!(
+        timeout(STEP_TIMEOUT, rx.recv()).await.unwrap(),
+        Some("stop")
+    );
 
     // An agent without a restart handler says so, and the edge reports it as a refusal.
     let err = edge.server.edge().restart_agent(&id).await.unwrap_err();
@@ -622,7 +628,10 @@ async fn proxy_protocol_v2_reaches_the_upstream() {
     let local = tcp.local_addr().unwrap();
     tcp.write_all(b"x").await.unwrap();
     let mut back = Vec::new();
-    timeout(STEP_TIMEOUT, tcp.read_to_end(&mut back)).await.unwrap().unwrap();
+    timeout(STEP_TIMEOUT, tcp.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
     let (header, _) = warren_proto::proxy_protocol::parse(&back)
         .expect("a PROXY v2 header")
         .expect("complete");

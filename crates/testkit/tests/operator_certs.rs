@@ -19,8 +19,14 @@ async fn operator_certificates_serve_agents_and_visitors() {
         std::fs::write(&p, text).unwrap();
         p
     };
-    let public = (path("public.pem", &public_chain), path("public.key", &public_key));
-    let agent = (path("agent.pem", &agent_chain), path("agent.key", &agent_key));
+    let public = (
+        path("public.pem", &public_chain),
+        path("public.key", &public_key),
+    );
+    let agent = (
+        path("agent.pem", &agent_chain),
+        path("agent.key", &agent_key),
+    );
     let edge = TestEdge::start_with(|config| {
         config.edge.public_cert = Some(public);
         config.edge.agent_cert = Some(agent);
@@ -34,7 +40,10 @@ async fn operator_certificates_serve_agents_and_visitors() {
         .server_addr(edge.agent_addr())
         .unwrap()
         .ca_cert(Bytes::from(agent_ca));
-    let session = timeout(STEP_TIMEOUT, builder.connect()).await.unwrap().unwrap();
+    let session = timeout(STEP_TIMEOUT, builder.connect())
+        .await
+        .unwrap()
+        .unwrap();
     let origin = origin::http().await;
     let _fwd = session
         .http_endpoint()

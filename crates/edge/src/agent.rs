@@ -237,7 +237,7 @@ pub(crate) async fn serve(edge: Edge, listener: TcpListener) {
 async fn handle(edge: Edge, tcp: TcpStream, remote: SocketAddr) {
     let deadline = Instant::now() + edge.config().agent_handshake_timeout;
     let acceptor = TlsAcceptor::from(edge.inner().agent_tls.clone());
-    let tls = match timeout_at(deadline, acceptor.accept(tcp)).await {
+    let tls = match timeout_at(deadline, acceptor.accept(crate::quickack::QuickAck(tcp))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::debug!(%remote, %error, "agent TLS handshake failed");

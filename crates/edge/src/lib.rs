@@ -20,6 +20,7 @@ pub mod bind;
 pub mod bind_token;
 pub mod config;
 pub mod ingress;
+mod quickack;
 pub mod routes;
 pub mod tls;
 pub mod tunnel;

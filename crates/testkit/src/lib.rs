@@ -123,6 +123,24 @@ impl TestEdge {
         token
     }
 
+    /// An official ngrok SDK session builder pointed at this edge with `token` and its CA.
+    pub fn sdk(&self, token: &str) -> ngrok::session::SessionBuilder {
+        let mut builder = ngrok::Session::builder();
+        builder
+            .authtoken(token)
+            .server_addr(self.agent_addr())
+            .expect("valid server address")
+            .ca_cert(bytes::Bytes::from(self.ca_pem.clone()));
+        builder
+    }
+
+    /// Connects the official ngrok SDK to this edge with `token`.
+    pub async fn agent(&self, token: &str) -> Result<ngrok::Session, ngrok::session::ConnectError> {
+        tokio::time::timeout(STEP_TIMEOUT, self.sdk(token).connect())
+            .await
+            .expect("connect does not hang")
+    }
+
     /// A plain-HTTP visitor for this edge.
     pub fn http(&self) -> client::HttpVisitor {
         client::HttpVisitor::plain(self.http_addr())

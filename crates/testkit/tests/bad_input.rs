@@ -7,7 +7,6 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::StatusCode;
 use ngrok::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -42,15 +41,9 @@ async fn start(adjust: impl FnOnce(&mut warrend::config::Config)) -> (TestEdge, 
 
 async fn healthy_agent(edge: &TestEdge, host: &str) -> Healthy {
     let origin = origin::http().await;
-    let mut builder = ngrok::Session::builder();
-    builder
-        .authtoken(edge.authtoken.clone())
-        .server_addr(edge.agent_addr())
-        .expect("valid server address")
-        .ca_cert(Bytes::from(edge.ca_pem.clone()));
-    let session = timeout(STEP_TIMEOUT, builder.connect())
+    let session = edge
+        .agent(&edge.authtoken)
         .await
-        .expect("the healthy agent's connect does not hang")
         .expect("the healthy agent connects");
     let forwarder = timeout(
         STEP_TIMEOUT,

@@ -1,7 +1,6 @@
 //! Edge lifecycle with the official ngrok SDK as the agent: the drain order on shutdown and
 //! agents coming back after an edge restart with the same URLs.
 
-use bytes::Bytes;
 use http::StatusCode;
 use ngrok::prelude::*;
 use tokio::net::TcpStream;
@@ -10,16 +9,7 @@ use url::Url;
 use warren_testkit::{STEP_TIMEOUT, TestEdge, origin};
 
 async fn agent(edge: &TestEdge) -> ngrok::Session {
-    let mut builder = ngrok::Session::builder();
-    builder
-        .authtoken(edge.authtoken.clone())
-        .server_addr(edge.agent_addr())
-        .expect("valid server address")
-        .ca_cert(Bytes::from(edge.ca_pem.clone()));
-    timeout(STEP_TIMEOUT, builder.connect())
-        .await
-        .expect("connect does not hang")
-        .expect("agent connects")
+    edge.agent(&edge.authtoken).await.expect("agent connects")
 }
 
 #[tokio::test]

@@ -23,15 +23,7 @@ async fn agent(
     edge: &TestEdge,
     token: &str,
 ) -> Result<ngrok::Session, ngrok::session::ConnectError> {
-    let mut builder = ngrok::Session::builder();
-    builder
-        .authtoken(token)
-        .server_addr(edge.agent_addr())
-        .expect("valid server address")
-        .ca_cert(Bytes::from(edge.ca_pem.clone()));
-    timeout(STEP_TIMEOUT, builder.connect())
-        .await
-        .expect("connect does not hang")
+    edge.agent(token).await
 }
 
 fn http_url(addr: std::net::SocketAddr) -> Url {
@@ -576,19 +568,14 @@ async fn stop_tunnel_closes_the_sdk_listener() {
 async fn stop_and_restart_commands_reach_the_agent() {
     let edge = TestEdge::start().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut builder = ngrok::Session::builder();
-    builder
-        .authtoken(edge.authtoken.clone())
-        .server_addr(edge.agent_addr())
-        .unwrap()
-        .ca_cert(Bytes::from(edge.ca_pem.clone()))
-        .handle_stop_command(move |_req| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send("stop");
-                Ok(())
-            }
-        });
+    let mut builder = edge.sdk(&edge.authtoken);
+    builder.handle_stop_command(move |_req| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send("stop");
+            Ok(())
+        }
+    });
     let _session = timeout(STEP_TIMEOUT, builder.connect())
         .await
         .unwrap()

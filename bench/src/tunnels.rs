@@ -1,0 +1,432 @@
+//! The paths under test, each from a visitor on 127.0.0.1 to the same origins:
+//!
+//! - direct: the origins themselves;
+//! - Warren: `warrend` (release binary, its own process and data directory) plus the bench's
+//!   agent process (official ngrok SDK) over the TLS agent link;
+//! - rathole: `rathole` server and client processes over its TLS or Noise transport;
+//! - bore: `bore server` and one `bore local` per forwarded port (bore does not encrypt).
+//!
+//! Each start returns once a probe has gone through every forwarded port end to end.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rand::Rng;
+use tokio::process::Command;
+
+use crate::agent;
+use crate::procs::{Proc, free_addr, retry};
+
+/// How long a tunnel gets to carry its first probe.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The host name of the Warren HTTP endpoint under test.
+pub const HTTP_DOMAIN: &str = "bench.localhost";
+
+/// The origins' addresses.
+#[derive(Clone, Copy, Debug)]
+pub struct Origins {
+    pub http: SocketAddr,
+    pub stream: SocketAddr,
+}
+
+/// A path visitors take to the origins, and the processes that carry it.
+pub struct Tunnel {
+    /// The name in the report, e.g. `rathole (noise)`.
+    pub name: String,
+    /// Forwards to the stream origin.
+    pub stream: SocketAddr,
+    /// Forwards raw TCP to the HTTP origin.
+    pub http_tcp: SocketAddr,
+    /// Warren's public HTTP port and the Host header that routes to the HTTP origin.
+    pub http_routed: Option<(SocketAddr, String)>,
+    /// Server-side processes (CPU counted as "server").
+    pub servers: Vec<Proc>,
+    /// Client-side processes, the agent or its equivalent (CPU counted as "client").
+    pub clients: Vec<Proc>,
+    /// Kept until the tunnel stops.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Tunnel {
+    /// The origins themselves.
+    pub fn direct(origins: Origins) -> Tunnel {
+        Tunnel {
+            name: "direct".into(),
+            stream: origins.stream,
+            http_tcp: origins.http,
+            http_routed: None,
+            servers: Vec::new(),
+            clients: Vec::new(),
+            _dir: None,
+        }
+    }
+
+    /// Process ids of (servers, clients).
+    pub fn pids(&self) -> anyhow::Result<(Vec<u32>, Vec<u32>)> {
+        let pids = |procs: &[Proc]| procs.iter().map(Proc::pid).collect::<anyhow::Result<_>>();
+        Ok((pids(&self.servers)?, pids(&self.clients)?))
+    }
+
+    /// Waits until a stream download and an HTTP request go through every forwarded port.
+    async fn probe(&self) -> anyhow::Result<()> {
+        let stream = self.stream;
+        retry(&format!("{} stream port", self.name), READY_TIMEOUT, || {
+            crate::throughput::probe(stream)
+        })
+        .await?;
+        let http = self.http_tcp;
+        retry(
+            &format!("{} HTTP over TCP", self.name),
+            READY_TIMEOUT,
+            || crate::load::probe(http, None),
+        )
+        .await?;
+        if let Some((addr, host)) = &self.http_routed {
+            retry(
+                &format!("{} HTTP endpoint", self.name),
+                READY_TIMEOUT,
+                || crate::load::probe(*addr, Some(host)),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Kills every process of the tunnel.
+    pub async fn stop(self) {
+        for proc in self.clients.into_iter().chain(self.servers) {
+            proc.stop().await;
+        }
+    }
+}
+
+/// A random token of `len` letters and digits.
+pub fn random_token(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// A `warrend` process on loopback ports with a fresh data directory and a provisioned
+/// authtoken.
+pub struct Warrend {
+    pub proc: Proc,
+    /// How agents reach it.
+    pub edge: agent::Edge,
+    /// Public HTTP listener.
+    pub http_addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts `bin` as warrend and waits until its agent listener accepts.
+pub async fn start_warrend(bin: &Path, logs: &Path) -> anyhow::Result<Warrend> {
+    let dir = tempfile::Builder::new().prefix("warren-bench-").tempdir()?;
+    let (agent_addr, http_addr, https_addr, api_addr) =
+        (free_addr()?, free_addr()?, free_addr()?, free_addr()?);
+    let authtoken = random_token(40);
+    let mut cmd = Command::new(bin);
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .args(["--agent-addr", &agent_addr.to_string()])
+        .args(["--http-addr", &http_addr.to_string()])
+        .args(["--https-addr", &https_addr.to_string()])
+        .args(["--api-addr", &api_addr.to_string()])
+        .args(["--tcp-ports", "0", "--tcp-bind-ip", "127.0.0.1"])
+        .env("WARREN_AUTHTOKEN", &authtoken)
+        .env("WARREN_ADMIN_API_KEY", random_token(40))
+        .env("WARREN_LOG", "warn");
+    let mut proc = Proc::spawn("warrend", cmd, &logs.join("warrend.log"))?;
+    proc.drain_stdout();
+    retry("warrend agent listener", READY_TIMEOUT, || async {
+        tokio::net::TcpStream::connect(agent_addr).await?;
+        Ok(())
+    })
+    .await?;
+    let ca_pem =
+        std::fs::read_to_string(dir.path().join("ca.pem")).context("reading warrend's ca.pem")?;
+    Ok(Warrend {
+        proc,
+        edge: agent::Edge {
+            agent_addr,
+            ca_pem,
+            authtoken,
+            nodelay: false,
+        },
+        http_addr,
+        dir,
+    })
+}
+
+/// Warren: warrend plus the bench's agent process with three forwarding endpoints.
+/// With `nodelay` the agent dials its link with `TCP_NODELAY` (see [`agent::Edge::nodelay`]).
+pub async fn warren(
+    warrend: &Path,
+    origins: Origins,
+    logs: &Path,
+    nodelay: bool,
+) -> anyhow::Result<Tunnel> {
+    let server = start_warrend(warrend, logs).await?;
+    let ca_file = server.dir.path().join("ca.pem");
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("agent")
+        .args(["--server-addr", &server.edge.agent_addr.to_string()])
+        .arg("--ca")
+        .arg(&ca_file)
+        .args(["--stream-origin", &origins.stream.to_string()])
+        .args(["--http-origin", &origins.http.to_string()])
+        .args(["--domain", HTTP_DOMAIN])
+        .env("WARREN_BENCH_AUTHTOKEN", &server.edge.authtoken);
+    if nodelay {
+        cmd.arg("--nodelay");
+    }
+    let mut agent = Proc::spawn("agent", cmd, &logs.join("agent.log"))?;
+    let stream = agent::tcp_url_addr(&agent.line("stream ").await?)?;
+    let http_tcp = agent::tcp_url_addr(&agent.line("http-tcp ").await?)?;
+    agent.line("http ").await?;
+    agent.line("ready").await?;
+    agent.drain_stdout();
+    let tunnel = Tunnel {
+        name: if nodelay {
+            "warren+nodelay agent"
+        } else {
+            "warren"
+        }
+        .into(),
+        stream,
+        http_tcp,
+        http_routed: Some((server.http_addr, HTTP_DOMAIN.to_owned())),
+        servers: vec![server.proc],
+        clients: vec![agent],
+        _dir: Some(server.dir),
+    };
+    tunnel.probe().await?;
+    Ok(tunnel)
+}
+
+/// rathole's encrypted transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RatholeTransport {
+    /// TLS (rathole's `tls` feature, native-tls/OpenSSL); certificates made with the `openssl` CLI.
+    Tls,
+    /// Noise protocol (Noise_NK_25519_ChaChaPoly_BLAKE2s), rathole's built-in alternative.
+    Noise,
+}
+
+/// rathole: a server and a client process forwarding two services.
+pub async fn rathole(
+    bin: &Path,
+    transport: RatholeTransport,
+    origins: Origins,
+    logs: &Path,
+) -> anyhow::Result<Tunnel> {
+    let dir = tempfile::Builder::new()
+        .prefix("rathole-bench-")
+        .tempdir()?;
+    let (control, stream, http_tcp) = (free_addr()?, free_addr()?, free_addr()?);
+    let token = random_token(32);
+    let (server_transport, client_transport, name) = match transport {
+        RatholeTransport::Noise => {
+            let (private, public) = rathole_keypair(bin).await?;
+            (
+                format!(
+                    "type = \"noise\"\n[server.transport.noise]\nlocal_private_key = \"{private}\"\n"
+                ),
+                format!(
+                    "type = \"noise\"\n[client.transport.noise]\nremote_public_key = \"{public}\"\n"
+                ),
+                "rathole (noise)",
+            )
+        }
+        RatholeTransport::Tls => {
+            let (pkcs12, cert) = self_signed_pkcs12(dir.path()).await?;
+            (
+                format!(
+                    "type = \"tls\"\n[server.transport.tls]\npkcs12 = \"{}\"\npkcs12_password = \"bench\"\n",
+                    pkcs12.display()
+                ),
+                format!(
+                    "type = \"tls\"\n[client.transport.tls]\ntrusted_root = \"{}\"\nhostname = \"localhost\"\n",
+                    cert.display()
+                ),
+                "rathole (tls)",
+            )
+        }
+    };
+    let server_toml = format!(
+        "[server]\nbind_addr = \"{control}\"\n\
+         [server.transport]\n{server_transport}\
+         [server.services.stream]\ntoken = \"{token}\"\nbind_addr = \"{stream}\"\n\
+         [server.services.http]\ntoken = \"{token}\"\nbind_addr = \"{http_tcp}\"\n"
+    );
+    let client_toml = format!(
+        "[client]\nremote_addr = \"{control}\"\n\
+         [client.transport]\n{client_transport}\
+         [client.services.stream]\ntoken = \"{token}\"\nlocal_addr = \"{}\"\n\
+         [client.services.http]\ntoken = \"{token}\"\nlocal_addr = \"{}\"\n",
+        origins.stream, origins.http
+    );
+    let server_file = dir.path().join("server.toml");
+    let client_file = dir.path().join("client.toml");
+    std::fs::write(&server_file, server_toml)?;
+    std::fs::write(&client_file, client_toml)?;
+    let quiet = |mut cmd: Command| {
+        cmd.env("RUST_LOG", "warn");
+        cmd
+    };
+    let mut server_cmd = Command::new(bin);
+    server_cmd.arg("--server").arg(&server_file);
+    let mut server = Proc::spawn(
+        "rathole-server",
+        quiet(server_cmd),
+        &logs.join("rathole-server.log"),
+    )?;
+    server.drain_stdout();
+    retry("rathole control port", READY_TIMEOUT, || async {
+        tokio::net::TcpStream::connect(control).await?;
+        Ok(())
+    })
+    .await?;
+    let mut client_cmd = Command::new(bin);
+    client_cmd.arg("--client").arg(&client_file);
+    let mut client = Proc::spawn(
+        "rathole-client",
+        quiet(client_cmd),
+        &logs.join("rathole-client.log"),
+    )?;
+    client.drain_stdout();
+    let tunnel = Tunnel {
+        name: name.into(),
+        stream,
+        http_tcp,
+        http_routed: None,
+        servers: vec![server],
+        clients: vec![client],
+        _dir: Some(dir),
+    };
+    tunnel.probe().await?;
+    Ok(tunnel)
+}
+
+/// `rathole --genkey`: (private, public) Noise keys in base64.
+async fn rathole_keypair(bin: &Path) -> anyhow::Result<(String, String)> {
+    let out = Command::new(bin).arg("--genkey").output().await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "Private Key:\n<base64>\n\nPublic Key:\n<base64>\n"
+    let mut keys = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.ends_with(':'));
+    match (keys.next(), keys.next()) {
+        (Some(private), Some(public)) => Ok((private.to_owned(), public.to_owned())),
+        _ => bail!("unexpected `rathole --genkey` output: {text}"),
+    }
+}
+
+/// A self-signed certificate for `localhost` as PKCS#12 (for rathole's server) and PEM (for its
+/// client), made with the `openssl` CLI.
+async fn self_signed_pkcs12(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let key = dir.join("key.pem");
+    let cert = dir.join("cert.pem");
+    let pkcs12 = dir.join("identity.pfx");
+    let run = |args: Vec<String>| async move {
+        let out = Command::new("openssl").args(&args).output().await?;
+        if !out.status.success() {
+            bail!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        anyhow::Ok(())
+    };
+    let path = |p: &Path| p.display().to_string();
+    run(vec![
+        "req".into(),
+        "-x509".into(),
+        "-newkey".into(),
+        "ec".into(),
+        "-pkeyopt".into(),
+        "ec_paramgen_curve:prime256v1".into(),
+        "-nodes".into(),
+        "-days".into(),
+        "2".into(),
+        "-subj".into(),
+        "/CN=localhost".into(),
+        "-addext".into(),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1".into(),
+        "-keyout".into(),
+        path(&key),
+        "-out".into(),
+        path(&cert),
+    ])
+    .await?;
+    run(vec![
+        "pkcs12".into(),
+        "-export".into(),
+        "-inkey".into(),
+        path(&key),
+        "-in".into(),
+        path(&cert),
+        "-out".into(),
+        path(&pkcs12),
+        "-passout".into(),
+        "pass:bench".into(),
+    ])
+    .await?;
+    Ok((pkcs12, cert))
+}
+
+/// bore's control port, fixed in bore.
+const BORE_CONTROL_PORT: u16 = 7835;
+
+/// bore: `bore server` and one `bore local` per forwarded port. No encryption.
+pub async fn bore(bin: &Path, origins: Origins, logs: &Path) -> anyhow::Result<Tunnel> {
+    if std::net::TcpListener::bind(("127.0.0.1", BORE_CONTROL_PORT)).is_err() {
+        bail!("bore's fixed control port {BORE_CONTROL_PORT} is taken");
+    }
+    let mut server_cmd = Command::new(bin);
+    server_cmd
+        .args(["server", "--bind-addr", "127.0.0.1"])
+        .env("RUST_LOG", "warn");
+    let mut server = Proc::spawn("bore-server", server_cmd, &logs.join("bore-server.log"))?;
+    server.drain_stdout();
+    retry("bore control port", READY_TIMEOUT, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", BORE_CONTROL_PORT)).await?;
+        Ok(())
+    })
+    .await?;
+    let mut clients = Vec::new();
+    let mut ports = Vec::new();
+    for (name, origin) in [("stream", origins.stream), ("http", origins.http)] {
+        let remote = free_addr()?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["local", &origin.port().to_string()])
+            .args(["--local-host", "127.0.0.1", "--to", "127.0.0.1"])
+            .args(["--port", &remote.port().to_string()])
+            .env("RUST_LOG", "warn");
+        let mut client = Proc::spawn(
+            &format!("bore-local-{name}"),
+            cmd,
+            &logs.join(format!("bore-local-{name}.log")),
+        )?;
+        client.drain_stdout();
+        clients.push(client);
+        ports.push(remote);
+    }
+    let tunnel = Tunnel {
+        name: "bore (no encryption)".into(),
+        stream: ports[0],
+        http_tcp: ports[1],
+        http_routed: None,
+        servers: vec![server],
+        clients,
+        _dir: None,
+    };
+    tunnel.probe().await?;
+    Ok(tunnel)
+}

@@ -208,7 +208,14 @@ impl VisitorConn {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(visitor_side) = upgrade {
                 let agent_side = hyper::upgrade::on(&mut resp);
-                tokio::spawn(join_upgraded(visitor_side, agent_side));
+                // The upgraded connection outlives this HTTP connection: it keeps a visitor slot
+                // of its own (when one is free) and a drain waits for it like any visitor.
+                let inner = self.edge.inner();
+                let slot = inner.visitor_slots.clone().try_acquire_owned().ok();
+                inner.visitors.spawn(async move {
+                    join_upgraded(visitor_side, agent_side).await;
+                    drop(slot);
+                });
             }
         } else {
             strip_hop_by_hop(resp.headers_mut(), false);

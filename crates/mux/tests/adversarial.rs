@@ -112,14 +112,16 @@ async fn window_overrun_gets_flow_control_rst_and_session_survives() {
     t(st.read_exact(&mut two)).await.unwrap();
     assert_eq!(&two, b"ok");
     assert!(!s.is_closed());
-    // Only stream 5's WNDINC follows: no RST for the racing frame.
-    assert_eq!(
-        peer.recv().await.unwrap(),
-        Frame::WndInc {
+    // The next frame from us is stream 5's reply: no RST for the racing frame came first.
+    t(st.write_all(b"x")).await.unwrap();
+    match peer.recv().await.unwrap() {
+        Frame::Data {
             stream_id: 5,
-            increment: 2
-        }
-    );
+            payload,
+            ..
+        } => assert_eq!(&payload[..], b"x"),
+        other => panic!("expected stream 5's DATA, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -232,21 +232,29 @@ fn reads_grant_window_back() {
     let Poll::Ready(Ok((id, None))) = st.poll_accept(&mut cx(), false) else {
         panic!("accept");
     };
-    let mut buf = [0u8; 4];
-    let mut rb = ReadBuf::new(&mut buf);
-    assert!(st.poll_read(id, &mut cx(), &mut rb).is_ready());
-    assert_eq!(rb.filled(), b"0123");
-    // Not drained and under a quarter window: batched.
-    assert!(drain(&mut st).is_empty());
     let mut buf = [0u8; 16];
     let mut rb = ReadBuf::new(&mut buf);
     assert!(st.poll_read(id, &mut cx(), &mut rb).is_ready());
-    assert_eq!(rb.filled(), b"456789");
+    assert_eq!(rb.filled(), b"0123456789");
+    // Drained but under a quarter window owed: batched, the peer still has ample credit.
+    assert!(drain(&mut st).is_empty());
+    // A quarter window read in total: granted in one WNDINC.
+    let quarter = (crate::DEFAULT_WINDOW / 4) as usize;
+    let chunk = Frame::Data {
+        stream_id: 3,
+        flags: Flags::NONE,
+        payload: Bytes::from(vec![7u8; quarter - 10]),
+    };
+    st.on_frame(chunk, &mut wakes).unwrap();
+    let mut big = vec![0u8; quarter];
+    let mut rb = ReadBuf::new(&mut big);
+    assert!(st.poll_read(id, &mut cx(), &mut rb).is_ready());
+    assert_eq!(rb.filled().len(), quarter - 10);
     assert_eq!(
         drain(&mut st),
         vec![Frame::WndInc {
             stream_id: 3,
-            increment: 10
+            increment: quarter as u32
         }]
     );
 }

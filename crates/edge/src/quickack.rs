@@ -3,8 +3,9 @@
 //! The official SDKs do not disable Nagle's algorithm on their connection to the edge, so an agent
 //! that writes a response as two small TLS records holds the second until the first is
 //! acknowledged — and a Linux receiver delays that ACK by up to 40 ms. Re-arming `TCP_QUICKACK`
-//! after every read on the agent socket makes the edge acknowledge at once, which removes that
-//! stall from every request/response exchange (one cheap syscall per read).
+//! after every read that drains the agent socket makes the edge acknowledge at once, which removes
+//! that stall from every request/response exchange (one cheap syscall per such read; reads that
+//! fill the buffer during bulk transfers skip it).
 
 use std::io;
 use std::pin::Pin;
@@ -30,8 +31,13 @@ impl AsyncRead for QuickAck {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
+        let room = buf.remaining();
         let result = Pin::new(&mut self.0).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        let n = buf.filled().len() - before;
+        // A read that filled the buffer means more data is queued: the kernel acknowledges a
+        // bulk stream by itself. Only a read that drained the socket can leave a lone small
+        // segment waiting for a delayed ACK.
+        if matches!(result, Poll::Ready(Ok(()))) && n > 0 && n < room {
             self.rearm();
         }
         result

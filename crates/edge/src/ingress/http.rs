@@ -233,7 +233,11 @@ impl VisitorConn {
         if let Some((idle_tunnel, mut sender)) = idle
             && Arc::ptr_eq(&idle_tunnel, tunnel)
             && !sender.is_closed()
-            && let Ok(Ok(())) = timeout(VISITOR_HEADER_TIMEOUT, sender.ready()).await
+            && (sender.is_ready()
+                || matches!(
+                    timeout(VISITOR_HEADER_TIMEOUT, sender.ready()).await,
+                    Ok(Ok(()))
+                ))
         {
             return Ok(sender);
         }

@@ -212,22 +212,7 @@ async fn tcp_endpoint_echoes_and_passes_proxy_protocol() {
     assert_eq!(back, b"ping over tcp");
 
     // With PROXY protocol v1 the agent passes the visitor's address on to the upstream.
-    let first = origin::tcp_first_bytes().await;
-    let fwd = session
-        .tcp_endpoint()
-        .proxy_proto(ProxyProto::V1)
-        .listen_and_forward(Url::parse(&format!("tcp://{first}")).unwrap())
-        .await
-        .unwrap();
-    let port = Url::parse(fwd.url()).unwrap().port().unwrap();
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let local = tcp.local_addr().unwrap();
-    tcp.write_all(b"x").await.unwrap();
-    let mut back = Vec::new();
-    timeout(STEP_TIMEOUT, tcp.read_to_end(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
+    let (back, local, port) = through_proxy_protocol(&session, ProxyProto::V1).await;
     let text = String::from_utf8_lossy(&back);
     assert!(
         text.starts_with(&format!(
@@ -602,11 +587,27 @@ async fn stop_and_restart_commands_reach_the_agent() {
 #[tokio::test]
 async fn proxy_protocol_v2_reaches_the_upstream() {
     let edge = TestEdge::start().await;
-    let first = origin::tcp_first_bytes().await;
     let session = agent(&edge, &edge.authtoken).await.unwrap();
+    let (back, local, port) = through_proxy_protocol(&session, ProxyProto::V2).await;
+    let (header, _) = warren_proto::proxy_protocol::parse(&back)
+        .expect("a PROXY v2 header")
+        .expect("complete");
+    assert_eq!(header.version, 2);
+    let addrs = header.addrs.expect("TCP addresses");
+    assert_eq!(addrs.source, local);
+    assert_eq!(addrs.destination.port(), port);
+}
+
+/// Serves a TCP endpoint with PROXY protocol `version` in front of an origin that echoes the
+/// first bytes it reads; returns those bytes, the visitor's address and the public port.
+async fn through_proxy_protocol(
+    session: &ngrok::Session,
+    version: ProxyProto,
+) -> (Vec<u8>, std::net::SocketAddr, u16) {
+    let first = origin::tcp_first_bytes().await;
     let fwd = session
         .tcp_endpoint()
-        .proxy_proto(ProxyProto::V2)
+        .proxy_proto(version)
         .listen_and_forward(Url::parse(&format!("tcp://{first}")).unwrap())
         .await
         .unwrap();
@@ -619,11 +620,5 @@ async fn proxy_protocol_v2_reaches_the_upstream() {
         .await
         .unwrap()
         .unwrap();
-    let (header, _) = warren_proto::proxy_protocol::parse(&back)
-        .expect("a PROXY v2 header")
-        .expect("complete");
-    assert_eq!(header.version, 2);
-    let addrs = header.addrs.expect("TCP addresses");
-    assert_eq!(addrs.source, local);
-    assert_eq!(addrs.destination.port(), port);
+    (back, local, port)
 }

@@ -24,7 +24,7 @@ use warren_proto::msg::{
 };
 use warren_proto::{ErrCode, MAX_RPC_BODY, RpcReader, encode_error, stream_type};
 
-use crate::config::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TOLERANCE, RPC_READ_TIMEOUT};
+use crate::config::RPC_READ_TIMEOUT;
 use crate::tunnel::Tunnel;
 use crate::{CommandError, Edge};
 
@@ -252,7 +252,6 @@ async fn handle(edge: Edge, tcp: TcpStream, remote: SocketAddr) {
     let Some(session) = authenticate(&edge, &mux, remote, deadline).await else {
         return;
     };
-    register(&edge, &session);
     tracing::info!(
         session = %session.id,
         credential = %session.credential_id,
@@ -263,8 +262,8 @@ async fn handle(edge: Edge, tcp: TcpStream, remote: SocketAddr) {
     let heartbeat = warren_mux::heartbeat::start(
         &mux,
         warren_mux::heartbeat::HeartbeatConfig {
-            interval: DEFAULT_HEARTBEAT_INTERVAL,
-            tolerance: DEFAULT_HEARTBEAT_TOLERANCE,
+            interval: edge.config().heartbeat_interval,
+            tolerance: edge.config().heartbeat_tolerance,
         },
     );
     let stop = edge.inner().agents_stop.clone();
@@ -404,7 +403,8 @@ async fn authenticate(
     }
 }
 
-/// Checks the authtoken and builds the session. The error is the wire text for `AuthResp.Error`.
+/// Checks the authtoken, builds the session and registers it (replacing stale sessions of the same
+/// agent, within the per-credential limit). The error is the wire text for `AuthResp.Error`.
 async fn admit(
     edge: &Edge,
     mux: &warren_mux::Session,
@@ -456,20 +456,9 @@ async fn admit(
         && wanted
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    let client_id = if keep {
-        for stale in edge.sessions() {
-            if stale.client_id == wanted && stale.credential_id == credential.id {
-                tracing::info!(session = %stale.id, "replacing stale session of a reconnecting agent");
-                stale.remove_all(edge);
-                stale.close();
-            }
-        }
-        wanted.to_owned()
-    } else {
-        id.clone()
-    };
+    let client_id = if keep { wanted.to_owned() } else { id.clone() };
     let extra = &auth.extra;
-    Ok(Arc::new(AgentSession {
+    let session = Arc::new(AgentSession {
         id,
         client_id,
         credential_id: credential.id,
@@ -486,15 +475,28 @@ async fn admit(
         },
         mux: mux.clone(),
         tunnels: Mutex::new(HashMap::new()),
-    }))
-}
-
-fn register(edge: &Edge, session: &Arc<AgentSession>) {
-    edge.inner()
-        .sessions
-        .lock()
-        .expect("sessions lock")
-        .insert(session.id.clone(), session.clone());
+    });
+    let mut registry = edge.inner().sessions.lock().expect("sessions lock");
+    if keep {
+        for stale in registry.same_agent(&session.credential_id, &session.client_id) {
+            tracing::info!(session = %stale.id, "replacing stale session of a reconnecting agent");
+            registry.remove(&stale);
+            stale.remove_all(edge);
+            stale.close();
+        }
+    }
+    registry
+        .insert(session.clone(), edge.config().max_sessions_per_credential)
+        .map_err(|full| {
+            encode_error(
+                &format!(
+                    "Your authtoken already has {} agent sessions online, the most this edge allows per credential.",
+                    full.limit
+                ),
+                ErrCode::TOO_MANY_AGENT_SESSIONS,
+            )
+        })?;
+    Ok(session)
 }
 
 fn unregister(edge: &Edge, session: &Arc<AgentSession>) {
@@ -502,7 +504,7 @@ fn unregister(edge: &Edge, session: &Arc<AgentSession>) {
         .sessions
         .lock()
         .expect("sessions lock")
-        .remove(&session.id);
+        .remove(session);
 }
 
 /// A fresh time-ordered id with `prefix`.

@@ -10,6 +10,8 @@ pub const AGENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const RPC_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most endpoints one agent session may bind (ERR_NGROK_324 past it).
 pub const MAX_TUNNELS_PER_SESSION: usize = 100;
+/// Default for the most concurrent agent sessions one credential may have.
+pub const DEFAULT_MAX_SESSIONS_PER_CREDENTIAL: usize = 1_000;
 /// Most concurrent agent sessions on one edge.
 pub const MAX_AGENT_SESSIONS: usize = 20_000;
 /// Most concurrent public visitor connections across all public ports.
@@ -100,6 +102,12 @@ pub struct EdgeConfig {
     pub drain_timeout: Duration,
     /// Time an agent gets for its TLS handshake plus Auth.
     pub agent_handshake_timeout: Duration,
+    /// Interval of the edge's heartbeat probes to each agent.
+    pub heartbeat_interval: Duration,
+    /// Time without an echo after which an agent session is declared dead and closed.
+    pub heartbeat_tolerance: Duration,
+    /// Most concurrent agent sessions per credential (ERR_NGROK_108 past it).
+    pub max_sessions_per_credential: usize,
     /// Time a visitor gets for its ClientHello and for each request head.
     pub visitor_header_timeout: Duration,
 }
@@ -122,6 +130,9 @@ impl EdgeConfig {
             public_https_port: None,
             drain_timeout: DRAIN_TIMEOUT,
             agent_handshake_timeout: AGENT_HANDSHAKE_TIMEOUT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            heartbeat_tolerance: DEFAULT_HEARTBEAT_TOLERANCE,
+            max_sessions_per_credential: DEFAULT_MAX_SESSIONS_PER_CREDENTIAL,
             visitor_header_timeout: VISITOR_HEADER_TIMEOUT,
         }
     }

@@ -21,11 +21,11 @@ pub mod bind_token;
 pub mod config;
 pub mod ingress;
 mod quickack;
+mod registry;
 pub mod routes;
 pub mod tls;
 pub mod tunnel;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -73,7 +73,7 @@ pub(crate) struct Inner {
     pub(crate) config: EdgeConfig,
     pub(crate) store: Store,
     pub(crate) routes: routes::RouteTable,
-    pub(crate) sessions: Mutex<HashMap<String, Arc<AgentSession>>>,
+    pub(crate) sessions: Mutex<registry::Registry>,
     pub(crate) tokens: bind_token::BindTokens,
     pub(crate) ca: Arc<tls::Authority>,
     pub(crate) agent_tls: Arc<rustls::ServerConfig>,
@@ -119,7 +119,7 @@ impl Edge {
             inner: Arc::new(Inner {
                 store,
                 routes: routes::RouteTable::default(),
-                sessions: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(registry::Registry::default()),
                 tokens,
                 ca,
                 agent_tls,
@@ -209,23 +209,12 @@ impl Edge {
 
     /// Live agent sessions.
     pub fn sessions(&self) -> Vec<Arc<AgentSession>> {
-        self.inner
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .values()
-            .cloned()
-            .collect()
+        self.inner.sessions.lock().expect("sessions lock").all()
     }
 
     /// One live agent session by id.
     pub fn session(&self, id: &str) -> Option<Arc<AgentSession>> {
-        self.inner
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .get(id)
-            .cloned()
+        self.inner.sessions.lock().expect("sessions lock").get(id)
     }
 
     /// The current route table snapshot.

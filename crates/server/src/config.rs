@@ -121,6 +121,15 @@ pub struct Settings {
     /// Public HTTPS port shown in endpoint URLs, when a load balancer changes it.
     #[arg(long, env = "WARREN_PUBLIC_HTTPS_PORT", value_name = "PORT")]
     pub public_https_port: Option<u16>,
+    /// Seconds between the edge's heartbeat probes to each agent [default: 10].
+    #[arg(long, env = "WARREN_HEARTBEAT_INTERVAL", value_name = "SECONDS")]
+    pub heartbeat_interval: Option<u64>,
+    /// Seconds without a heartbeat echo before an agent session is closed [default: 15].
+    #[arg(long, env = "WARREN_HEARTBEAT_TOLERANCE", value_name = "SECONDS")]
+    pub heartbeat_tolerance: Option<u64>,
+    /// Most concurrent agent sessions one authtoken may have [default: 1000].
+    #[arg(long, env = "WARREN_MAX_SESSIONS_PER_CREDENTIAL", value_name = "N")]
+    pub max_sessions_per_credential: Option<usize>,
     /// Seconds in-flight visitor connections get to finish on SIGTERM [default: 10].
     #[arg(long, env = "WARREN_DRAIN_TIMEOUT", value_name = "SECONDS")]
     pub drain_timeout: Option<u64>,
@@ -239,6 +248,9 @@ impl Settings {
             tls_key,
             public_http_port,
             public_https_port,
+            heartbeat_interval,
+            heartbeat_tolerance,
+            max_sessions_per_credential,
             drain_timeout,
             log_format
         );
@@ -269,6 +281,31 @@ impl Settings {
         edge.public_cert = pair(self.tls_cert, self.tls_key, "tls")?;
         edge.public_http_port = self.public_http_port;
         edge.public_https_port = self.public_https_port;
+        for (value, field, name) in [
+            (
+                self.heartbeat_interval,
+                &mut edge.heartbeat_interval,
+                "heartbeat_interval",
+            ),
+            (
+                self.heartbeat_tolerance,
+                &mut edge.heartbeat_tolerance,
+                "heartbeat_tolerance",
+            ),
+        ] {
+            if let Some(seconds) = value {
+                if seconds == 0 {
+                    bail!("{name} must be at least 1 second");
+                }
+                *field = Duration::from_secs(seconds);
+            }
+        }
+        if let Some(n) = self.max_sessions_per_credential {
+            if n == 0 {
+                bail!("max_sessions_per_credential must be at least 1");
+            }
+            edge.max_sessions_per_credential = n;
+        }
         if let Some(seconds) = self.drain_timeout {
             edge.drain_timeout = Duration::from_secs(seconds);
         }
@@ -322,6 +359,9 @@ mod tests {
             PortRange::parse("20000-20999").unwrap()
         );
         assert_eq!(config.edge.domain, "localhost");
+        assert_eq!(config.edge.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(config.edge.heartbeat_tolerance, Duration::from_secs(15));
+        assert_eq!(config.edge.max_sessions_per_credential, 1000);
     }
 
     #[test]
@@ -365,5 +405,20 @@ mod tests {
         let bad_domain = parse(&["--domain=-bad-.com"]).resolve(Bootstrap::default());
         assert!(bad_domain.is_err());
         assert!(Cli::try_parse_from(["warrend", "--tls-cert", "a.pem"]).is_err());
+        for zero in [
+            "--heartbeat-interval=0",
+            "--heartbeat-tolerance=0",
+            "--max-sessions-per-credential=0",
+        ] {
+            assert!(
+                parse(&[zero]).resolve(Bootstrap::default()).is_err(),
+                "{zero}"
+            );
+        }
+        let set = parse(&["--heartbeat-interval=3", "--max-sessions-per-credential=7"])
+            .resolve(Bootstrap::default())
+            .unwrap();
+        assert_eq!(set.edge.heartbeat_interval, Duration::from_secs(3));
+        assert_eq!(set.edge.max_sessions_per_credential, 7);
     }
 }

@@ -18,7 +18,11 @@ fn main() -> anyhow::Result<()> {
             print!("{}", ca.pem());
             Ok(())
         }),
-        Command::Run => runtime.block_on(warrend::run(config, shutdown_signal())),
+        Command::Run => runtime.block_on(async {
+            // Handlers are installed before anything listens, so an early SIGTERM still drains.
+            let signal = shutdown_signal();
+            warrend::run(config, signal).await
+        }),
     }
 }
 
@@ -34,17 +38,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the returned future resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

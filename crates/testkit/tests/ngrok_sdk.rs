@@ -432,7 +432,13 @@ async fn acl_rules_limit_what_a_token_may_bind() {
 
 #[tokio::test]
 async fn unknown_hosts_dead_upstreams_and_gone_agents_get_clear_errors() {
-    let edge = TestEdge::start().await;
+    // A short heartbeat: the SDK stops echoing once its session is closed (it keeps the TCP
+    // connection), and the edge must notice that on its own.
+    let edge = TestEdge::start_with(|config| {
+        config.edge.heartbeat_interval = std::time::Duration::from_millis(300);
+        config.edge.heartbeat_tolerance = std::time::Duration::from_millis(900);
+    })
+    .await;
     let unknown = edge.http().get("nobody.example.com", "/").await.unwrap();
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.headers["warren-error-code"], "ERR_NGROK_3200");
@@ -621,4 +627,40 @@ async fn through_proxy_protocol(
         .unwrap()
         .unwrap();
     (back, local, port)
+}
+
+#[tokio::test]
+async fn sessions_per_credential_are_limited() {
+    let edge = TestEdge::start_with(|config| config.edge.max_sessions_per_credential = 1).await;
+    let first = agent(&edge, &edge.authtoken).await.unwrap();
+    let err = agent(&edge, &edge.authtoken)
+        .await
+        .err()
+        .expect("over the limit");
+    assert_eq!(err.error_code(), Some("ERR_NGROK_108"), "{err:?}");
+    // Another credential is not affected.
+    let other = edge.credential(&[]).await;
+    assert!(agent(&edge, &other).await.is_ok());
+    // A dropped connection reconnects into its own slot.
+    let id = edge
+        .server
+        .edge()
+        .sessions()
+        .iter()
+        .find(|s| s.client_id == first.id())
+        .unwrap()
+        .id
+        .clone();
+    edge.server.edge().disconnect(&id);
+    edge.eventually("the agent reconnected", |e| {
+        e.sessions()
+            .iter()
+            .any(|s| s.client_id == first.id() && s.id != id)
+    })
+    .await;
+    // Once the first session ends, the slot is free again.
+    drop(first);
+    edge.eventually("the session is gone", |e| e.sessions().len() == 1)
+        .await;
+    assert!(agent(&edge, &edge.authtoken).await.is_ok());
 }

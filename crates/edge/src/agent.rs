@@ -20,9 +20,12 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use warren_mux::{ErrorCode, Stream};
 use warren_proto::msg::{
-    Auth, AuthResp, AuthRespExtra, Bind, CommandResp, Restart, Stop, StopTunnel, Unbind, UnbindResp,
+    Auth, AuthResp, AuthRespExtra, Bind, CommandResp, PatchTunnelState, Restart, SrvInfo,
+    SrvInfoResp, StartTunnelWithLabel, Stop, StopTunnel, Unbind, UnbindResp,
 };
-use warren_proto::{ErrCode, MAX_RPC_BODY, RpcReader, encode_error, stream_type};
+use warren_proto::{
+    Command, ErrCode, MAX_RPC_BODY, Rpc, RpcReader, RpcResponse, encode_error, stream_type,
+};
 
 use crate::config::RPC_READ_TIMEOUT;
 use crate::tunnel::Tunnel;
@@ -143,7 +146,7 @@ impl AgentSession {
         let json = serde_json::to_vec(&body).expect("StopTunnel serializes");
         let mut stream = self
             .mux
-            .open_typed(stream_type::STOP_TUNNEL, &json)
+            .open_typed(<StopTunnel as Command>::STREAM_TYPE, &json)
             .await
             .map_err(|e| CommandError::NoAnswer(e.to_string()))?;
         let _ = stream.shutdown().await;
@@ -159,27 +162,31 @@ impl AgentSession {
 
     /// Sends a command and maps the agent's answer.
     pub async fn command(&self, command: AgentCommand) -> Result<(), CommandError> {
-        let (ty, json) = match &command {
-            AgentCommand::Stop => (stream_type::STOP, serde_json::to_vec(&Stop::default())),
-            AgentCommand::Restart => (
-                stream_type::RESTART,
-                serde_json::to_vec(&Restart::default()),
-            ),
+        match command {
+            AgentCommand::Stop => self.send_command(&Stop::default()).await,
+            AgentCommand::Restart => self.send_command(&Restart::default()).await,
             AgentCommand::Update {
                 version,
                 permit_major_version,
-            } => (
-                stream_type::UPDATE,
-                serde_json::to_vec(&warren_proto::msg::Update {
-                    version: version.clone(),
-                    permit_major_version: *permit_major_version,
-                }),
-            ),
-        };
-        let json = json.expect("commands serialize");
+            } => {
+                let update = warren_proto::msg::Update {
+                    version,
+                    permit_major_version,
+                };
+                self.send_command(&update).await
+            }
+        }
+    }
+
+    /// Opens the command's stream type, writes it, and reads the agent's [`CommandResp`].
+    async fn send_command<C: Command<Response = CommandResp>>(
+        &self,
+        command: &C,
+    ) -> Result<(), CommandError> {
+        let json = serde_json::to_vec(command).expect("commands serialize");
         let mut stream = self
             .mux
-            .open_typed(ty, &json)
+            .open_typed(C::STREAM_TYPE, &json)
             .await
             .map_err(|e| CommandError::NoAnswer(e.to_string()))?;
         let mut answer = Vec::new();
@@ -289,40 +296,76 @@ async fn handle(edge: Edge, tcp: TcpStream, remote: SocketAddr) {
     tracing::info!(session = %session.id, %reason, "agent session ended");
 }
 
-/// Serves one stream the agent opened after Auth.
+/// Serves one stream the agent opened after Auth. Each RPC is answered with the response type
+/// its request type names ([`Rpc::Response`]), so a request and its answer cannot drift apart.
 async fn dispatch(edge: &Edge, session: &Arc<AgentSession>, ty: u32, stream: Stream) {
     match ty {
         stream_type::HEARTBEAT => warren_mux::heartbeat::echo(stream).await,
-        stream_type::BIND => {
-            if let Some((bind, stream)) = read_or_refuse::<Bind>(stream).await {
-                let resp = crate::bind::bind(edge, session, bind).await;
-                reply(stream, &resp).await;
-            }
+        <Bind as Rpc>::STREAM_TYPE => {
+            serve_rpc(stream, |bind: Bind| crate::bind::bind(edge, session, bind)).await
         }
-        stream_type::UNBIND => {
-            if let Some((unbind, stream)) = read_or_refuse::<Unbind>(stream).await {
+        <Unbind as Rpc>::STREAM_TYPE => {
+            serve_rpc(stream, |unbind: Unbind| async move {
                 if session.remove_tunnel(edge, &unbind.id).is_some() {
                     tracing::info!(session = %session.id, tunnel = %unbind.id, "tunnel unbound");
                 }
-                reply(stream, &UnbindResp::default()).await;
-            }
+                UnbindResp::default()
+            })
+            .await
         }
-        stream_type::AUTH => refuse(stream, "the session is already authenticated", ErrCode::MALFORMED_REQUEST).await,
-        stream_type::START_TUNNEL_WITH_LABEL => refuse(
-            stream,
-            "labeled tunnels (edges) are not supported by this Warren edge; bind an endpoint with a URL instead",
-            ErrCode::LABELED_TUNNELS_UNSUPPORTED,
-        ).await,
-        stream_type::SRV_INFO => reply(stream, &warren_proto::msg::SrvInfoResp { region: "warren".into(), error: String::new() }).await,
-        stream_type::PATCH_TUNNEL_STATE => refuse(
-            stream,
-            "updating a tunnel's state in place is not supported; unbind and bind again",
-            ErrCode::NOT_IMPLEMENTED,
-        ).await,
+        <SrvInfo as Rpc>::STREAM_TYPE => {
+            serve_rpc(stream, |_: SrvInfo| async {
+                SrvInfoResp {
+                    region: "warren".into(),
+                    error: String::new(),
+                }
+            })
+            .await
+        }
+        <Auth as Rpc>::STREAM_TYPE => {
+            refuse::<Auth>(
+                stream,
+                "the session is already authenticated",
+                ErrCode::MALFORMED_REQUEST,
+            )
+            .await
+        }
+        <StartTunnelWithLabel as Rpc>::STREAM_TYPE => {
+            refuse::<StartTunnelWithLabel>(
+                stream,
+                "labeled tunnels (edges) are not supported by this Warren edge; bind an endpoint with a URL instead",
+                ErrCode::LABELED_TUNNELS_UNSUPPORTED,
+            )
+            .await
+        }
+        <PatchTunnelState as Rpc>::STREAM_TYPE => {
+            refuse::<PatchTunnelState>(
+                stream,
+                "updating a tunnel's state in place is not supported; unbind and bind again",
+                ErrCode::NOT_IMPLEMENTED,
+            )
+            .await
+        }
         other => {
             tracing::debug!(session = %session.id, stream_type = other, "unknown stream type refused");
             stream.reset(ErrorCode::StreamRefused);
         }
+    }
+}
+
+/// Serves one RPC of type `R`: reads the request (bounded), answers with what `handle` returns.
+async fn serve_rpc<R, F, Fut>(mut stream: Stream, handle: F)
+where
+    R: Rpc,
+    F: FnOnce(R) -> Fut,
+    Fut: std::future::Future<Output = R::Response>,
+{
+    match read_rpc::<R>(&mut stream).await {
+        Ok(request) => {
+            let response = handle(request).await;
+            reply(stream, &response).await;
+        }
+        Err(error) => refuse::<R>(stream, &error.to_string(), ErrCode::MALFORMED_REQUEST).await,
     }
 }
 
@@ -348,12 +391,13 @@ async fn authenticate(
             stream_type::HEARTBEAT => {
                 tokio::spawn(warren_mux::heartbeat::echo(stream));
             }
-            stream_type::AUTH => {
+            <Auth as Rpc>::STREAM_TYPE => {
                 let auth = timeout_at(deadline, read_rpc::<Auth>(&mut stream)).await;
                 let auth = match auth {
                     Ok(Ok(auth)) => auth,
                     Ok(Err(error)) => {
-                        refuse(stream, &error.to_string(), ErrCode::MALFORMED_REQUEST).await;
+                        refuse::<Auth>(stream, &error.to_string(), ErrCode::MALFORMED_REQUEST)
+                            .await;
                         linger_and_close(mux).await;
                         return None;
                     }
@@ -392,7 +436,7 @@ async fn authenticate(
                 }
             }
             _ => {
-                refuse(
+                refuse_untyped(
                     stream,
                     "the session is not authenticated: send Auth first",
                     UNAUTHENTICATED_SESSION,
@@ -553,17 +597,6 @@ pub(crate) async fn read_rpc<T: DeserializeOwned>(stream: &mut Stream) -> Result
         .map_err(|_| RpcError::Timeout(RPC_READ_TIMEOUT))?
 }
 
-/// Reads a request; on failure answers with an error so the agent is not left waiting.
-async fn read_or_refuse<T: DeserializeOwned>(mut stream: Stream) -> Option<(T, Stream)> {
-    match read_rpc(&mut stream).await {
-        Ok(value) => Some((value, stream)),
-        Err(error) => {
-            refuse(stream, &error.to_string(), ErrCode::MALFORMED_REQUEST).await;
-            None
-        }
-    }
-}
-
 /// Writes one JSON response and half-closes the stream. The agent may not have finished sending
 /// (a refused request is answered before it is read), so the rest of its input is drained in the
 /// background, bounded in bytes and time, until it closes its side: dropping the stream with
@@ -584,20 +617,23 @@ pub(crate) async fn reply<T: Serialize>(mut stream: Stream, value: &T) {
     }
 }
 
-/// Answers an RPC stream with `{"Error": "...\n\nERR_NGROK_nnn"}`.
-async fn refuse(stream: Stream, message: &str, code: ErrCode) {
+/// Refuses an RPC of type `R` with its own response type carrying `message` and `code`.
+async fn refuse<R: Rpc>(stream: Stream, message: &str, code: ErrCode) {
+    reply(stream, &R::Response::failure(encode_error(message, code))).await;
+}
+
+/// Refuses a stream whose request type is not served yet (before Auth) with a bare
+/// `{"Error": "...\n\nERR_NGROK_nnn"}`, which every response type reads as a failure.
+async fn refuse_untyped(stream: Stream, message: &str, code: ErrCode) {
     #[derive(Serialize)]
     struct ErrorBody {
         #[serde(rename = "Error")]
         error: String,
     }
-    reply(
-        stream,
-        &ErrorBody {
-            error: encode_error(message, code),
-        },
-    )
-    .await;
+    let body = ErrorBody {
+        error: encode_error(message, code),
+    };
+    reply(stream, &body).await;
 }
 
 async fn linger_and_close(mux: &warren_mux::Session) {

@@ -62,7 +62,11 @@ impl PortRange {
 
     /// Whether `port` may be bound for a TCP endpoint.
     pub fn contains(self, port: u16) -> bool {
-        self.is_any() && port != 0 || (self.first..=self.last).contains(&port)
+        if self.is_any() {
+            port != 0
+        } else {
+            (self.first..=self.last).contains(&port)
+        }
     }
 
     /// Number of ports in the range.
@@ -158,6 +162,7 @@ mod tests {
         assert!(PortRange::parse("x").is_err());
         assert!(PortRange::parse("70000").is_err());
         assert!(PortRange::ANY.contains(4000));
+        assert!(!PortRange::ANY.contains(0));
         assert!(!PortRange::parse("10-20").unwrap().contains(21));
     }
 }

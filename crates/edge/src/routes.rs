@@ -124,3 +124,89 @@ impl RouteTable {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tunnel::Proto;
+    use tokio_util::sync::CancellationToken;
+
+    fn tunnel(id: &str, key: RouteKey) -> Arc<Tunnel> {
+        let (io, _peer) = tokio::io::duplex(64);
+        Arc::new(Tunnel {
+            id: id.into(),
+            session_id: "ts_test".into(),
+            credential_id: "cr_test".into(),
+            proto: Proto::Https,
+            url: String::new(),
+            key,
+            proxy_proto: 0,
+            forwards_to: String::new(),
+            metadata: String::new(),
+            mux: warren_mux::Session::new(io, warren_mux::Config::server()),
+            gone: CancellationToken::new(),
+            connections: Default::default(),
+        })
+    }
+
+    fn host(table: &RouteTable, name: &str) -> Option<String> {
+        table.load().host(name).map(|t| t.id.clone())
+    }
+
+    #[tokio::test]
+    async fn exact_beats_wildcard_and_the_most_specific_wildcard_wins() {
+        let table = RouteTable::default();
+        for (id, key) in [
+            ("wide", "*.example.com"),
+            ("site", "*.site1.example.com"),
+            ("cam", "cam1.site1.example.com"),
+        ] {
+            let key = RouteKey::Host(key.into());
+            table
+                .insert(&key, tunnel(id, key.clone()), |_| false)
+                .ok()
+                .unwrap();
+        }
+        assert_eq!(
+            host(&table, "cam1.site1.example.com").as_deref(),
+            Some("cam")
+        );
+        assert_eq!(
+            host(&table, "cam2.site1.example.com").as_deref(),
+            Some("site")
+        );
+        assert_eq!(
+            host(&table, "a.b.site1.example.com").as_deref(),
+            Some("site")
+        );
+        assert_eq!(host(&table, "site1.example.com").as_deref(), Some("wide"));
+        assert_eq!(host(&table, "example.com"), None);
+        assert_eq!(host(&table, "not a host"), None);
+    }
+
+    #[tokio::test]
+    async fn holders_are_kept_unless_replacement_is_allowed_and_removal_is_by_identity() {
+        let table = RouteTable::default();
+        let key = RouteKey::Port(20001);
+        let first = tunnel("first", key.clone());
+        let second = tunnel("second", key.clone());
+        assert!(
+            table
+                .insert(&key, first.clone(), |_| false)
+                .unwrap()
+                .is_none()
+        );
+        let held = table.insert(&key, second.clone(), |_| false).unwrap_err();
+        assert!(Arc::ptr_eq(&held, &first));
+        let displaced = table
+            .insert(&key, second.clone(), |_| true)
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&displaced, &first));
+        // The displaced tunnel cannot remove its successor's route.
+        assert!(!table.remove(&key, &first));
+        assert!(table.load().port(20001).is_some());
+        assert!(table.remove(&key, &second));
+        assert!(table.load().is_empty());
+    }
+}

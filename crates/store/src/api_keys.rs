@@ -5,8 +5,8 @@
 //! generated token shares the id's body (`ak_<body>` ↔ `<body>_<secret>`).
 
 use time::OffsetDateTime;
+use warren_model::hash_token;
 use warren_model::ids::IdPrefix;
-use warren_model::{hash_token, looks_like_token};
 
 use crate::common::{self, conflict_on_unique};
 use crate::{Store, StoreError};
@@ -38,6 +38,16 @@ struct ApiKeyRow {
     metadata: String,
     owner_id: Option<String>,
     created_at: i64,
+}
+
+impl common::TokenRow for ApiKeyRow {
+    const TABLE: &'static str = "api_keys";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn token_hash(&self) -> &str {
+        &self.token_hash
+    }
 }
 
 impl ApiKeyRow {
@@ -87,24 +97,10 @@ impl Store {
 
     /// Finds the API key whose token is `token`; `None` for a wrong or malformed token.
     pub async fn api_key_by_token(&self, token: &str) -> Result<Option<ApiKey>, StoreError> {
-        if !looks_like_token(token) {
-            return Ok(None);
-        }
-        let hash = hash_token(token);
-        let sql = format!("{SELECT_COLUMNS} WHERE token_hash = $1");
-        let row: Option<ApiKeyRow> = with_pool!(self, |pool| {
-            sqlx::query_as(&sql)
-                .bind(hash.hex())
-                .fetch_optional(pool)
-                .await?
-        });
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        if !common::stored_hash_matches("api_keys", &row.id, &row.token_hash, &hash)? {
-            return Ok(None);
-        }
-        row.into_api_key().map(Some)
+        common::row_by_token::<ApiKeyRow>(self, SELECT_COLUMNS, token)
+            .await?
+            .map(ApiKeyRow::into_api_key)
+            .transpose()
     }
 
     /// Finds an API key by id.

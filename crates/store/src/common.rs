@@ -7,7 +7,7 @@ use warren_model::fields;
 use warren_model::ids::{self, IdPrefix};
 use warren_model::token::{self, TokenHash};
 
-use crate::StoreError;
+use crate::{Store, StoreError};
 
 /// Checks `description` and `metadata` against the model's byte limits.
 pub(crate) fn check_description_and_metadata(
@@ -84,4 +84,46 @@ pub(crate) fn stored_hash_matches(
         reason: format!("token_hash: {e}"),
     })?;
     Ok(stored.ct_eq(wanted))
+}
+
+/// A row found by its token: its id and the stored token hash.
+pub(crate) trait TokenRow {
+    /// The table the row comes from (for corruption reports).
+    const TABLE: &'static str;
+    fn id(&self) -> &str;
+    fn token_hash(&self) -> &str;
+}
+
+/// Finds the row of `select` (a `SELECT … FROM table` without `WHERE`) whose token is `token`.
+/// A token of the wrong shape is not looked up; a found row must also pass
+/// [`stored_hash_matches`].
+pub(crate) async fn row_by_token<R>(
+    store: &Store,
+    select: &str,
+    token: &str,
+) -> Result<Option<R>, StoreError>
+where
+    R: TokenRow
+        + Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    if !token::looks_like_token(token) {
+        return Ok(None);
+    }
+    let hash = token::hash_token(token);
+    let sql = format!("{select} WHERE token_hash = $1");
+    let row: Option<R> = with_pool!(store, |pool| {
+        sqlx::query_as(&sql)
+            .bind(hash.hex())
+            .fetch_optional(pool)
+            .await?
+    });
+    match row {
+        Some(row) if stored_hash_matches(R::TABLE, row.id(), row.token_hash(), &hash)? => {
+            Ok(Some(row))
+        }
+        _ => Ok(None),
+    }
 }

@@ -7,7 +7,7 @@
 
 use time::OffsetDateTime;
 use warren_model::ids::IdPrefix;
-use warren_model::{Acl, hash_token, looks_like_token};
+use warren_model::{Acl, hash_token};
 
 use crate::common::{self, conflict_on_unique};
 use crate::{Store, StoreError};
@@ -55,6 +55,16 @@ struct CredentialRow {
     acl: String,
     owner_id: Option<String>,
     created_at: i64,
+}
+
+impl common::TokenRow for CredentialRow {
+    const TABLE: &'static str = "credentials";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn token_hash(&self) -> &str {
+        &self.token_hash
+    }
 }
 
 impl CredentialRow {
@@ -111,24 +121,10 @@ impl Store {
     /// that matches nothing, yields `None`; use [`warren_model::token::check_token_shape`]
     /// first to tell "malformed" from "invalid".
     pub async fn credential_by_token(&self, token: &str) -> Result<Option<Credential>, StoreError> {
-        if !looks_like_token(token) {
-            return Ok(None);
-        }
-        let hash = hash_token(token);
-        let sql = format!("{SELECT_COLUMNS} WHERE token_hash = $1");
-        let row: Option<CredentialRow> = with_pool!(self, |pool| {
-            sqlx::query_as(&sql)
-                .bind(hash.hex())
-                .fetch_optional(pool)
-                .await?
-        });
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        if !common::stored_hash_matches("credentials", &row.id, &row.token_hash, &hash)? {
-            return Ok(None);
-        }
-        row.into_credential().map(Some)
+        common::row_by_token::<CredentialRow>(self, SELECT_COLUMNS, token)
+            .await?
+            .map(CredentialRow::into_credential)
+            .transpose()
     }
 
     /// Finds a credential by id.

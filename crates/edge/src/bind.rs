@@ -383,7 +383,7 @@ async fn tcp_port(
             }
             let mut rng = rand::thread_rng();
             let routes = edge.routes();
-            for _ in 0..PORT_ATTEMPTS.min(range.len() * 2) {
+            for _ in 0..PORT_ATTEMPTS.min(range.port_count() * 2) {
                 let port = rng.gen_range(range.first..=range.last);
                 if routes.port(port).is_some() {
                     continue;

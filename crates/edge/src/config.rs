@@ -69,14 +69,9 @@ impl PortRange {
         }
     }
 
-    /// Number of ports in the range.
-    pub fn len(self) -> usize {
+    /// Number of ports in the range (a parsed range always has at least one).
+    pub fn port_count(self) -> usize {
         usize::from(self.last - self.first) + 1
-    }
-
-    /// Whether the range has no ports (never true for a parsed range).
-    pub fn is_empty(self) -> bool {
-        false
     }
 }
 
@@ -156,7 +151,7 @@ mod tests {
             })
         );
         assert_eq!(PortRange::parse("0"), Ok(PortRange::ANY));
-        assert_eq!(PortRange::parse("5").unwrap().len(), 1);
+        assert_eq!(PortRange::parse("5").unwrap().port_count(), 1);
         assert!(PortRange::parse("9-1").is_err());
         assert!(PortRange::parse("0-5").is_err());
         assert!(PortRange::parse("x").is_err());

@@ -114,8 +114,7 @@ impl AgentSession {
     /// Removes tunnel `id` from this session and from the route table.
     pub(crate) fn remove_tunnel(&self, edge: &Edge, id: &str) -> Option<Arc<Tunnel>> {
         let tunnel = self.tunnels.lock().expect("tunnels lock").remove(id)?;
-        edge.inner().routes.remove(&tunnel.key, &tunnel);
-        tunnel.gone.cancel();
+        tunnel.retire(&edge.inner().routes);
         Some(tunnel)
     }
 
@@ -123,8 +122,7 @@ impl AgentSession {
     fn remove_all(&self, edge: &Edge) {
         let tunnels: Vec<_> = self.tunnels.lock().expect("tunnels lock").drain().collect();
         for (_, tunnel) in tunnels {
-            edge.inner().routes.remove(&tunnel.key, &tunnel);
-            tunnel.gone.cancel();
+            tunnel.retire(&edge.inner().routes);
         }
     }
 

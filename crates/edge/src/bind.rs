@@ -353,8 +353,7 @@ async fn tcp_port(
                         old.remove_tunnel(edge, &holder.id);
                     }
                     None => {
-                        edge.inner().routes.remove(&holder.key, &holder);
-                        holder.gone.cancel();
+                        holder.retire(&edge.inner().routes);
                     }
                 }
             }

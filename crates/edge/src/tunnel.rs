@@ -111,6 +111,13 @@ pub enum ConnectError {
 }
 
 impl Tunnel {
+    /// Takes the tunnel off the route table (if it still holds its key) and stops its TCP
+    /// listener, if any.
+    pub(crate) fn retire(self: &std::sync::Arc<Self>, routes: &crate::routes::RouteTable) {
+        routes.remove(&self.key, self);
+        self.gone.cancel();
+    }
+
     /// Number of visitor connections handed to the agent so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)

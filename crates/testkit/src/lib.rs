@@ -8,10 +8,12 @@
 //! - [`TestEdge`] — the server, its addresses, the first authtoken, extra credentials.
 //! - [`origin`] — upstream services an agent forwards to.
 //! - [`client`] — visitors.
+//! - [`relay`] — a TCP relay between agent and edge that can cut or silently drop traffic.
 
 pub mod client;
 pub mod origin;
 pub mod raw;
+pub mod relay;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Once;
@@ -132,6 +134,19 @@ impl TestEdge {
             .expect("valid server address")
             .ca_cert(bytes::Bytes::from(self.ca_pem.clone()));
         builder
+    }
+
+    /// A Warren SDK session builder pointed at this edge with `token` and its CA, with short
+    /// reconnect delays so tests do not wait on the production backoff.
+    pub fn warren(&self, token: &str) -> warren::SessionBuilder {
+        warren::Session::builder()
+            .server_addr(self.agent_addr())
+            .ca_cert(self.ca_pem.clone())
+            .authtoken(token)
+            .backoff(warren::Backoff {
+                initial: Duration::from_millis(50),
+                max: Duration::from_millis(500),
+            })
     }
 
     /// Connects the official ngrok SDK to this edge with `token`.

@@ -75,6 +75,18 @@ pub enum SessionState {
     },
 }
 
+impl SessionState {
+    /// `connecting`, `online`, `reconnecting`, `closed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SessionState::Connecting => "connecting",
+            SessionState::Online => "online",
+            SessionState::Reconnecting { .. } => "reconnecting",
+            SessionState::Closed { .. } => "closed",
+        }
+    }
+}
+
 /// An edge → agent command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentCommand {
@@ -338,7 +350,7 @@ impl SessionBuilder {
             resume: Mutex::new(Resume::default()),
             registry: Mutex::new(Registry::default()),
             next_key: AtomicU64::new(1),
-            latency: Arc::new(AtomicU64::new(0)),
+            heartbeat_handle: Mutex::new(None),
             shutdown: watch::channel(false).0,
         }))
     }
@@ -455,8 +467,8 @@ struct Inner {
     resume: Mutex<Resume>,
     registry: Mutex<Registry>,
     next_key: AtomicU64,
-    /// Last heartbeat round trip in ns + 1 (0 = none yet).
-    latency: Arc<AtomicU64>,
+    /// The current connection's heartbeat (its latency is the session's).
+    heartbeat_handle: Mutex<Option<heartbeat::Heartbeat>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -553,12 +565,14 @@ impl Session {
         self.inner.state.subscribe()
     }
 
-    /// The last heartbeat round trip to the edge.
+    /// The last heartbeat round trip to the edge (`None` while not connected).
     pub fn latency(&self) -> Option<Duration> {
-        match self.inner.latency.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(Duration::from_nanos(n - 1)),
-        }
+        self.inner
+            .heartbeat_handle
+            .lock()
+            .expect("heartbeat lock")
+            .as_ref()
+            .and_then(|hb| hb.latency())
     }
 
     /// Closes the session: every listener ends, the edge gets GOAWAY, no reconnect follows.
@@ -943,11 +957,8 @@ async fn serve(
             }
         })
     };
-    let latency_cell = inner.latency.clone();
+    *inner.heartbeat_handle.lock().expect("heartbeat lock") = Some(hb);
     let reason = loop {
-        if let Some(l) = hb.latency() {
-            latency_cell.store(l.as_nanos() as u64 + 1, Ordering::Relaxed);
-        }
         let accepted = tokio::select! {
             a = live.mux.accept_typed() => a,
             _ = shutdown.wait_for(|s| *s) => break "closed by the application".to_owned(),
@@ -977,7 +988,11 @@ async fn serve(
         }
     };
     rebind.abort();
-    drop(hb);
+    inner
+        .heartbeat_handle
+        .lock()
+        .expect("heartbeat lock")
+        .take();
     live.mux.close();
     reason
 }

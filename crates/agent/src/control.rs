@@ -113,7 +113,10 @@ pub trait Control: Send + Sync + 'static {
     /// Starts an endpoint and waits until the edge accepted or refused the bind.
     fn start(&self, spec: EndpointConfig) -> BoxFuture<'_, Result<EndpointStatus, ControlError>>;
     /// Replaces an endpoint's definition (stop + start; `Ok(true)` = it existed).
-    fn replace(&self, spec: EndpointConfig) -> BoxFuture<'_, Result<(bool, EndpointStatus), ControlError>>;
+    fn replace(
+        &self,
+        spec: EndpointConfig,
+    ) -> BoxFuture<'_, Result<(bool, EndpointStatus), ControlError>>;
     /// Stops an endpoint (its URL stops answering before this returns).
     fn stop(&self, name: &str) -> BoxFuture<'_, Result<(), ControlError>>;
     /// The upstream of a running endpoint, for replaying captured requests.

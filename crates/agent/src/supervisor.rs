@@ -553,7 +553,10 @@ impl Supervisor {
         let proto = spec
             .proto()
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let upstream = spec.upstream().map_err(ControlError::Invalid)?;
+        let upstream = spec
+            .upstream()
+            .map_err(ControlError::Invalid)?
+            .http2(spec.upstream.protocol.as_deref() == Some("http2"));
         let mut eps = self.endpoints.lock().await;
         if eps.iter().any(|r| r.config.name == spec.name) {
             return Err(ControlError::AlreadyExists(spec.name));

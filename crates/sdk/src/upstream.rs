@@ -62,6 +62,7 @@ pub struct Upstream {
     host: String,
     port: u16,
     verify_tls: bool,
+    http2: bool,
 }
 
 /// Why an upstream address was refused.
@@ -161,6 +162,7 @@ impl Upstream {
             host,
             port,
             verify_tls: false,
+            http2: false,
         })
     }
 
@@ -168,6 +170,17 @@ impl Upstream {
     pub fn verify_tls(mut self, verify: bool) -> Upstream {
         self.verify_tls = verify;
         self
+    }
+
+    /// The upstream speaks HTTP/2: over TLS, offer ALPN `h2` (off by default: HTTP/1.1).
+    pub fn http2(mut self, http2: bool) -> Upstream {
+        self.http2 = http2;
+        self
+    }
+
+    /// Whether the upstream speaks HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        self.http2
     }
 
     /// The scheme.
@@ -212,11 +225,16 @@ impl Upstream {
         if !self.scheme.is_tls() {
             return Ok(UpstreamIo::Plain(tcp));
         }
-        let config = if self.verify_tls {
+        let mut config = if self.verify_tls {
             tls::system_roots_config()?
         } else {
             tls::no_verify_config()
         };
+        if self.http2 {
+            config.alpn_protocols = vec![b"h2".to_vec()];
+        } else if self.scheme == UpstreamScheme::Https {
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        }
         let name = ServerName::try_from(self.host.clone())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad TLS server name"))?;
         let tls = TlsConnector::from(Arc::new(config))

@@ -85,10 +85,10 @@ impl Created {
              only their hashes are stored.\n\n\
              \x20 admin API key: {key}\n\
              \x20 authtoken:     {token}\n\n\
-             Connect an agent with the official ngrok SDK (Python):\n\n\
-             \x20 python3 -c 'import ngrok, time; l = ngrok.forward(\"localhost:3000\", authtoken=\"{token_arg}\", server_addr=\"{agent_host}\", root_cas=\"{ca}\"); print(l.url()); time.sleep(1e9)'\n\n\
-             or with the warren agent (once installed on the device):\n\n\
-             \x20 warren http 3000 --authtoken {token_arg} --connect-url {agent_host} --connect-cas {ca}\n",
+             Connect an agent with the warren agent (`cargo build --release -p warren-cli` builds it):\n\n\
+             \x20 warren http 3000 --authtoken {token_arg} --connect-url {agent_host} --connect-cas {ca}\n\n\
+             or with the official ngrok SDK (Python):\n\n\
+             \x20 python3 -c 'import ngrok, time; l = ngrok.forward(\"localhost:3000\", authtoken=\"{token_arg}\", server_addr=\"{agent_host}\", root_cas=\"{ca}\"); print(l.url()); time.sleep(1e9)'\n",
             ca = ca.display(),
         )
     }

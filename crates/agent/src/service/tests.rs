@@ -59,7 +59,10 @@ fn unit_has_the_sections_and_the_command() {
         "[Install]",
         "WantedBy=multi-user.target",
     ] {
-        assert!(unit.lines().any(|l| l == line), "missing `{line}` in:\n{unit}");
+        assert!(
+            unit.lines().any(|l| l == line),
+            "missing `{line}` in:\n{unit}"
+        );
     }
     assert!(!unit.contains("User="), "{unit}");
     // Sections in order.
@@ -110,7 +113,10 @@ fn validate_refuses_what_a_unit_cannot_hold() {
     let mut named = good.clone();
     named.name = "warren-edge@1.service".into();
     assert!(named.validate().is_ok());
-    assert_eq!(named.unit_path(), Path::new("/etc/systemd/system/warren-edge@1.service"));
+    assert_eq!(
+        named.unit_path(),
+        Path::new("/etc/systemd/system/warren-edge@1.service")
+    );
 }
 
 #[test]
@@ -220,7 +226,10 @@ fn systemctl_failures_are_reported() {
     let systemctl = recorder(&dir.path().join("log"));
     let err = start("fail", &systemctl).unwrap_err();
     let shown = err.to_string();
-    assert!(matches!(err, ServiceError::SystemctlFailed { .. }), "{shown}");
+    assert!(
+        matches!(err, ServiceError::SystemctlFailed { .. }),
+        "{shown}"
+    );
     assert!(shown.contains("start fail.service"), "{shown}");
     assert!(shown.contains("Unit fail.service not found."), "{shown}");
 

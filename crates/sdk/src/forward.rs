@@ -39,19 +39,31 @@ where
     copy_bidirectional(&mut io, &mut up).await
 }
 
-/// The 502 an HTTP visitor sees when the device's upstream is down.
-pub(crate) fn bad_gateway(upstream: &Upstream, e: &io::Error) -> String {
-    let e = e
-        .to_string()
+/// ngrok's error code for "the agent could not reach the upstream"; sent in the
+/// `ngrok-error-code` header and the page of a 502.
+pub const UPSTREAM_UNREACHABLE: &str = "ERR_NGROK_8012";
+
+/// The HTML page of the 502 an HTTP visitor gets when the device's upstream cannot be reached
+/// or fails before answering; `detail` is escaped.
+pub fn bad_gateway_page(detail: &str) -> String {
+    let detail = detail
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;");
-    let body = format!(
-        "<!DOCTYPE html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1>\
-         <p>The agent could not reach the upstream {upstream}: {e}</p>\n"
-    );
     format!(
-        "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "<!DOCTYPE html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1>\
+         <p>{detail}</p><p>{UPSTREAM_UNREACHABLE}</p>\n"
+    )
+}
+
+/// The whole HTTP/1.1 502 response written on a raw connection.
+fn bad_gateway(upstream: &Upstream, e: &io::Error) -> String {
+    let body = bad_gateway_page(&format!(
+        "The agent could not reach the upstream {upstream}: {e}"
+    ));
+    format!(
+        "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html; charset=utf-8\r\n\
+         ngrok-error-code: {UPSTREAM_UNREACHABLE}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
 }

@@ -27,7 +27,7 @@ pub use endpoint::{
     HttpEndpointBuilder, ProxyProto, TcpEndpointBuilder, TlsEndpointBuilder, UpstreamProtocol,
 };
 pub use error::{ConnectError, EdgeError, ListenError, ListenerClosed};
-pub use forward::{forward, forward_stream};
+pub use forward::{UPSTREAM_UNREACHABLE, bad_gateway_page, forward, forward_stream};
 pub use listener::{Conn, LISTENER_BACKLOG, Listener};
 pub use session::{
     AgentCommand, CommandHandler, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SERVER_ADDR, MAX_COMMAND_BODY,

@@ -48,8 +48,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a replay may take, from dialing the upstream to the end of its response body.
 pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The ngrok error code of the page a visitor gets when the upstream cannot be reached.
-pub const UPSTREAM_UNREACHABLE: &str = "ERR_NGROK_8012";
+pub use warren::UPSTREAM_UNREACHABLE;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -552,11 +551,6 @@ fn to_visitor<B>(mut resp: Response<B>, visitor: Version) -> Response<B> {
 
 /// The page a visitor gets when the upstream cannot be reached or fails before answering.
 fn bad_gateway(upstream: &Upstream, e: &SendError, version: Version) -> Response<Full<Bytes>> {
-    let escape = |s: String| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
     let what = match e {
         SendError::Dial { source, .. } => format!(
             "The agent failed to establish a connection to the upstream web service at {upstream}: {source}"
@@ -565,11 +559,7 @@ fn bad_gateway(upstream: &Upstream, e: &SendError, version: Version) -> Response
             format!("The upstream web service at {upstream} failed: {source}")
         }
     };
-    let body = format!(
-        "<!DOCTYPE html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1>\
-         <p>{}</p><p>{UPSTREAM_UNREACHABLE}</p>\n",
-        escape(what)
-    );
+    let body = warren::bad_gateway_page(&what);
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = StatusCode::BAD_GATEWAY;
     *resp.version_mut() = version;

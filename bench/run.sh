@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Warren's benchmark: builds warrend and warren-bench in release, then measures a direct loopback
-# baseline and the same workloads through Warren (and rathole and bore with --compare) in one run,
-# printing a table and writing bench/out/results.txt. See bench/README.md.
+# Warren's benchmark: builds warrend, Warren's agent `warren` and warren-bench in release, then
+# measures a direct loopback baseline and the same workloads through Warren (with the ngrok crate
+# as agent and with Warren's own agent; rathole and bore with --compare) in one run, printing a
+# table and writing bench/out/results.txt. See bench/README.md.
 #
 #   bash bench/run.sh [--compare] [--quick] [extra warren-bench run flags, e.g. --sessions 2000]
 #
@@ -22,8 +23,8 @@ done
 # 1,000 agent sessions need 1,000+ descriptors in the bench and in warrend.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
-echo "[bench] building warrend and warren-bench (release)" >&2
-cargo build --release --locked -p warrend -p warren-bench >&2
+echo "[bench] building warrend, warren and warren-bench (release)" >&2
+cargo build --release --locked -p warrend -p warren-cli -p warren-bench >&2
 target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 bin="$target_dir/release"
 
@@ -61,5 +62,6 @@ if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then
 fi
 export WARREN_BENCH_REVISION
 
-exec "$bin/warren-bench" run --warrend "$bin/warrend" --tools "$tools/bin" --out "$out" \
+exec "$bin/warren-bench" run --warrend "$bin/warrend" --warren "$bin/warren" \
+    --tools "$tools/bin" --out "$out" \
     "${extra[@]}" "$@"

@@ -7,8 +7,10 @@
 //! - this file: the command line and the run: which step measures which path, in what order.
 //! - [`origin`]: the HTTP origin and the stream sink/source every path ends at (own process).
 //! - [`agent`]: the official ngrok SDK as Warren's agent (own process, or idle sessions here).
+//! - [`warren_agent`]: Warren's own agent binary `warren`: its config file and local API.
 //! - [`tunnels`]: starting Warren, rathole and bore on loopback and probing them ready.
-//! - [`throughput`], [`load`], [`memory`]: the three measurements.
+//! - [`throughput`], [`load`], [`memory`]: the three measurements; the agent footprint (binary
+//!   size, resident memory) is read here around each Warren path's load.
 //! - [`procs`]: child processes, free ports, RSS and CPU time from `/proc`.
 //! - [`report`]: the tables.
 //!
@@ -22,6 +24,7 @@ mod procs;
 mod report;
 mod throughput;
 mod tunnels;
+mod warren_agent;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,7 +37,7 @@ use tokio::process::Command;
 use crate::load::{Load, LoadGen};
 use crate::origin::Direction;
 use crate::procs::{CpuMeter, Proc};
-use crate::report::{HttpRow, Report, ThroughputRow, TransferRun};
+use crate::report::{AgentFootprint, HttpRow, Report, ThroughputRow, TransferRun};
 use crate::tunnels::{Origins, RatholeTransport, Tunnel};
 
 #[derive(Parser)]
@@ -68,6 +71,10 @@ struct RunArgs {
     /// The warrend binary [default: `warrend` next to this binary].
     #[arg(long)]
     warrend: Option<PathBuf>,
+    /// Warren's own agent binary, `warren` (crate warren-cli) [default: `warren` next to this
+    /// binary; its rows are left out, with a note, when there is none].
+    #[arg(long)]
+    warren: Option<PathBuf>,
     /// Directory holding the `rathole` and `bore` binaries.
     #[arg(long, default_value = "bench/out/tools/bin")]
     tools: PathBuf,
@@ -131,6 +138,8 @@ struct AgentArgs {
 struct Settings {
     compare: bool,
     warrend: PathBuf,
+    /// Warren's own agent binary, when there is one.
+    warren: Option<PathBuf>,
     tools: PathBuf,
     logs: PathBuf,
     loadgen: LoadGen,
@@ -195,6 +204,17 @@ fn resolve(args: RunArgs) -> anyhow::Result<Settings> {
         "no warrend at {} (build it in release)",
         warrend.display()
     );
+    let warren = match args.warren {
+        Some(path) => {
+            anyhow::ensure!(
+                path.exists(),
+                "no warren agent at {} (cargo build --release -p warren-cli)",
+                path.display()
+            );
+            Some(path)
+        }
+        None => Some(warrend.with_file_name("warren")).filter(|path| path.exists()),
+    };
     let loadgen = match args.loadgen.as_str() {
         "builtin" => LoadGen::Builtin,
         "wrk" => LoadGen::Wrk(which("wrk").context("wrk is not on PATH")?),
@@ -210,6 +230,7 @@ fn resolve(args: RunArgs) -> anyhow::Result<Settings> {
     Ok(Settings {
         compare: args.compare,
         warrend,
+        warren,
         tools: args.tools,
         logs,
         loadgen,
@@ -226,8 +247,9 @@ fn resolve(args: RunArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// Every step on every path, in order: direct, Warren, then (with `--compare`) rathole and bore;
-/// memory last.
+/// Every step on every path, in order: direct, Warren with the SDK agent, Warren with the
+/// `warren` agent (inspector off, then on for the HTTP endpoint only), then (with `--compare`)
+/// rathole and bore; memory last. Each Warren agent's footprint is read around its path's load.
 async fn run(s: &Settings) -> anyhow::Result<Report> {
     let mut origin_proc = Proc::spawn(
         "origin",
@@ -257,6 +279,8 @@ async fn run(s: &Settings) -> anyhow::Result<Report> {
             s.warmup.as_secs(),
             s.loadgen.name()
         ),
+        footprint_idle_seconds: AGENT_IDLE.as_secs(),
+        warrend_bytes: Some(file_bytes(&s.warrend)),
         ..Report::default()
     };
 
@@ -268,32 +292,35 @@ async fn run(s: &Settings) -> anyhow::Result<Report> {
     };
     for &nodelay in agents {
         eprintln!("[bench] warren (agent link NODELAY: {nodelay})");
-        match tunnels::warren(&s.warrend, origins, &s.logs, nodelay).await {
-            Ok(tunnel) => {
-                measure(s, &tunnel, &mut report).await;
-                tunnel.stop().await;
+        let started = tunnels::warren(&s.warrend, origins, &s.logs, nodelay).await;
+        measure_started(s, "warren", started, &mut report).await;
+    }
+    match &s.warren {
+        Some(agent) => {
+            for (inspect, what) in [
+                (false, "warren (warren agent)"),
+                (true, "warren (warren agent + inspector)"),
+            ] {
+                eprintln!("[bench] {what}");
+                let started =
+                    tunnels::warren_agent(&s.warrend, agent, origins, &s.logs, inspect).await;
+                measure_started(s, what, started, &mut report).await;
             }
-            Err(error) => skip(&mut report, "warren", error),
         }
+        None => report.notes.push(format!(
+            "warren (warren agent) was not measured: no `warren` binary next to {} \
+             (cargo build --release -p warren-cli, or pass --warren)",
+            s.warrend.display()
+        )),
     }
     if s.compare {
         let rathole = s.tools.join("rathole");
         eprintln!("[bench] rathole");
-        match tunnels::rathole(&rathole, s.rathole_transport, origins, &s.logs).await {
-            Ok(tunnel) => {
-                measure(s, &tunnel, &mut report).await;
-                tunnel.stop().await;
-            }
-            Err(error) => skip(&mut report, "rathole", error),
-        }
+        let started = tunnels::rathole(&rathole, s.rathole_transport, origins, &s.logs).await;
+        measure_started(s, "rathole", started, &mut report).await;
         eprintln!("[bench] bore");
-        match tunnels::bore(&s.tools.join("bore"), origins, &s.logs).await {
-            Ok(tunnel) => {
-                measure(s, &tunnel, &mut report).await;
-                tunnel.stop().await;
-            }
-            Err(error) => skip(&mut report, "bore", error),
-        }
+        let started = tunnels::bore(&s.tools.join("bore"), origins, &s.logs).await;
+        measure_started(s, "bore", started, &mut report).await;
     }
     origin_proc.stop().await;
 
@@ -307,6 +334,66 @@ async fn run(s: &Settings) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Measures a tunnel that `started` (with its agent's footprint when it has a Warren agent) and
+/// stops it, or records why it could not start.
+async fn measure_started(
+    s: &Settings,
+    what: &str,
+    started: anyhow::Result<Tunnel>,
+    report: &mut Report,
+) {
+    let tunnel = match started {
+        Ok(tunnel) => tunnel,
+        Err(error) => return skip(report, what, error),
+    };
+    let agent = tunnel
+        .agent_binary
+        .as_ref()
+        .and_then(|binary| Some((binary, tunnel.clients.first()?)));
+    let idle = match agent {
+        Some((_, proc)) => {
+            tokio::time::sleep(AGENT_IDLE).await;
+            Some(agent_rss(proc))
+        }
+        None => None,
+    };
+    measure(s, &tunnel, report).await;
+    if let (Some((binary, proc)), Some(rss_idle_kib)) = (agent, idle) {
+        let footprint = AgentFootprint {
+            path: tunnel.name.clone(),
+            binary: binary.file_name().map_or_else(
+                || binary.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            ),
+            binary_bytes: file_bytes(binary),
+            rss_idle_kib,
+            rss_after_load_kib: agent_rss(proc),
+        };
+        report.failed |= footprint.binary_bytes.is_err()
+            || footprint.rss_idle_kib.is_err()
+            || footprint.rss_after_load_kib.is_err();
+        report.footprint.push(footprint);
+    }
+    tunnel.stop().await;
+}
+
+/// How long an agent sits idle, endpoints online, before its idle RSS is read.
+const AGENT_IDLE: Duration = Duration::from_secs(2);
+
+/// The agent process's VmRSS.
+fn agent_rss(proc: &Proc) -> Result<u64, String> {
+    proc.pid()
+        .and_then(procs::rss_kib)
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// The size of a file in bytes.
+fn file_bytes(path: &std::path::Path) -> Result<u64, String> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Records that a peer could not be measured.
 fn skip(report: &mut Report, what: &str, error: anyhow::Error) {
     eprintln!("[bench] {what} failed: {error:#}");
@@ -318,20 +405,22 @@ fn skip(report: &mut Report, what: &str, error: anyhow::Error) {
 
 /// Throughput and HTTP load through `tunnel`.
 async fn measure(s: &Settings, tunnel: &Tunnel, report: &mut Report) {
-    eprintln!("[bench] {}: throughput", tunnel.name);
-    let row_name = if tunnel.http_routed.is_some() {
-        format!("{} tcp endpoint", tunnel.name)
-    } else {
-        tunnel.name.clone()
-    };
-    let upload = best_of(s, tunnel, Direction::Upload).await;
-    let download = best_of(s, tunnel, Direction::Download).await;
-    report.failed |= upload.is_err() || download.is_err();
-    report.throughput.push(ThroughputRow {
-        path: row_name,
-        upload,
-        download,
-    });
+    if !tunnel.only_http_endpoint {
+        eprintln!("[bench] {}: throughput", tunnel.name);
+        let row_name = if tunnel.http_routed.is_some() {
+            format!("{} tcp endpoint", tunnel.name)
+        } else {
+            tunnel.name.clone()
+        };
+        let upload = best_of(s, tunnel, Direction::Upload).await;
+        let download = best_of(s, tunnel, Direction::Download).await;
+        report.failed |= upload.is_err() || download.is_err();
+        report.throughput.push(ThroughputRow {
+            path: row_name,
+            upload,
+            download,
+        });
+    }
 
     let mut targets = Vec::new();
     if let Some((addr, host)) = &tunnel.http_routed {
@@ -350,7 +439,9 @@ async fn measure(s: &Settings, tunnel: &Tunnel, report: &mut Report) {
     } else {
         tcp_name
     };
-    targets.push((tcp_name, tunnel.http_tcp, None));
+    if !tunnel.only_http_endpoint {
+        targets.push((tcp_name, tunnel.http_tcp, None));
+    }
     for (name, addr, host) in targets {
         eprintln!("[bench] {name}: HTTP load");
         let load = Load {

@@ -33,7 +33,9 @@ pub async fn measure(
     sessions: usize,
     settle: Duration,
 ) -> anyhow::Result<MemoryReport> {
-    let server = start_warrend(warrend, logs).await?;
+    // The edge's default limit per authtoken is about the default session count; the idle
+    // sessions and the warm-up one must all fit.
+    let server = start_warrend(warrend, logs, Some(sessions + 1)).await?;
     let pid = server.proc.pid()?;
     let edge = Arc::new(server.edge.clone());
     tokio::time::sleep(settle).await;

@@ -74,6 +74,13 @@ impl Proc {
             .with_context(|| format!("{name} did not print {prefix:?} in time"))?
     }
 
+    /// The exit status if the process has exited, `None` while it runs.
+    pub fn exit_status(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        self.child
+            .try_wait()
+            .with_context(|| format!("waiting for {}", self.name))
+    }
+
     /// Reads and discards stdout in the background so the child never blocks on a full pipe.
     pub fn drain_stdout(&mut self) {
         if let Some(mut lines) = self.stdout.take() {

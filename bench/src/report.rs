@@ -44,6 +44,21 @@ pub struct MemoryReport {
     pub error: Option<String>,
 }
 
+/// Step 4 for one Warren agent process: its binary on disk and its resident memory.
+#[derive(Debug)]
+pub struct AgentFootprint {
+    /// The tunnel's name in the other tables.
+    pub path: String,
+    /// The agent's binary file name.
+    pub binary: String,
+    /// The binary's size in bytes.
+    pub binary_bytes: Result<u64, String>,
+    /// VmRSS once the endpoints were online, probed, and idle for a moment.
+    pub rss_idle_kib: Result<u64, String>,
+    /// VmRSS after the throughput and HTTP load runs.
+    pub rss_after_load_kib: Result<u64, String>,
+}
+
 /// Everything one run measured, in order.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -54,6 +69,12 @@ pub struct Report {
     pub http_title: String,
     pub http: Vec<HttpRow>,
     pub memory: Option<Result<MemoryReport, String>>,
+    /// Step 4: one row per Warren agent process measured.
+    pub footprint: Vec<AgentFootprint>,
+    /// How long each agent sat idle before its first RSS reading, seconds.
+    pub footprint_idle_seconds: u64,
+    /// Size of the `warrend` binary in bytes.
+    pub warrend_bytes: Option<Result<u64, String>>,
     /// Peers or steps that could not run, with the reason.
     pub notes: Vec<String>,
     /// Whether any step failed (the run exits non-zero).
@@ -70,6 +91,7 @@ impl Report {
         self.render_throughput(&mut out);
         self.render_http(&mut out);
         self.render_memory(&mut out);
+        self.render_footprint(&mut out);
         self.render_comparison(&mut out);
         if !self.notes.is_empty() {
             let _ = writeln!(out, "\nNotes");
@@ -234,6 +256,74 @@ impl Report {
         }
     }
 
+    fn render_footprint(&self, out: &mut String) {
+        if self.footprint.is_empty() && self.warrend_bytes.is_none() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\n4. Agent footprint (release binaries as built, not stripped; agent VmRSS with its three endpoints online)"
+        );
+        let mut table = Table::new(&[
+            "path",
+            "agent binary",
+            "bytes",
+            "MiB",
+            "idle RSS MiB",
+            "RSS after load MiB",
+        ]);
+        let mib = |r: &Result<u64, String>, per_mib: f64| match r {
+            Ok(n) => format!("{:.1}", *n as f64 / per_mib),
+            Err(_) => "error".into(),
+        };
+        for row in &self.footprint {
+            table.row(vec![
+                row.path.clone(),
+                row.binary.clone(),
+                row.binary_bytes
+                    .as_ref()
+                    .map_or("error".into(), |b| group_digits(*b)),
+                mib(&row.binary_bytes, 1024.0 * 1024.0),
+                mib(&row.rss_idle_kib, 1024.0),
+                mib(&row.rss_after_load_kib, 1024.0),
+            ]);
+        }
+        if !self.footprint.is_empty() {
+            out.push_str(&table.render());
+        }
+        for row in &self.footprint {
+            for (what, r) in [
+                ("binary size", &row.binary_bytes),
+                ("idle RSS", &row.rss_idle_kib),
+                ("RSS after load", &row.rss_after_load_kib),
+            ] {
+                if let Err(error) = r {
+                    let _ = writeln!(out, "  {} {what} failed: {error}", row.path);
+                }
+            }
+        }
+        match &self.warrend_bytes {
+            Some(Ok(bytes)) => {
+                let _ = writeln!(
+                    out,
+                    "  warrend binary: {} bytes ({:.1} MiB)",
+                    group_digits(*bytes),
+                    *bytes as f64 / (1024.0 * 1024.0)
+                );
+            }
+            Some(Err(error)) => {
+                let _ = writeln!(out, "  warrend binary size failed: {error}");
+            }
+            None => {}
+        }
+        let _ = writeln!(
+            out,
+            "  (idle: {} s after the readiness probes; after load: after the throughput and HTTP runs of that path.\n   \
+             warren-bench is the ngrok-crate agent's binary but also holds the origin, load generator and orchestrator.)",
+            self.footprint_idle_seconds
+        );
+    }
+
     /// Warren against each other tunnel measured, on the figures they share.
     fn render_comparison(&self, out: &mut String) {
         let find_tp = |prefix: &str| self.throughput.iter().find(|r| r.path.starts_with(prefix));
@@ -286,6 +376,19 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// `1234567` as `1,234,567`.
+fn group_digits(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A plain-text table: the first column left-aligned, the others right-aligned.
 struct Table {
     rows: Vec<Vec<String>>,
@@ -327,5 +430,18 @@ impl Table {
             let _ = writeln!(out, "{}", line.trim_end());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_grouped_in_thousands() {
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(group_digits(1_000), "1,000");
+        assert_eq!(group_digits(12_345_678), "12,345,678");
     }
 }

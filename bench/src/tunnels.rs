@@ -3,6 +3,9 @@
 //! - direct: the origins themselves;
 //! - Warren: `warrend` (release binary, its own process and data directory) plus the bench's
 //!   agent process (official ngrok SDK) over the TLS agent link;
+//! - Warren with Warren's own agent: `warrend` plus the `warren` binary running a v3 config file
+//!   (see [`crate::warren_agent`]), with the request inspector off, or on for an extra
+//!   HTTP-only row;
 //! - rathole: `rathole` server and client processes over its TLS or Noise transport;
 //! - bore: `bore server` and one `bore local` per forwarded port (bore does not encrypt).
 //!
@@ -16,8 +19,8 @@ use anyhow::{Context, bail};
 use rand::Rng;
 use tokio::process::Command;
 
-use crate::agent;
 use crate::procs::{Proc, free_addr, retry};
+use crate::{agent, warren_agent};
 
 /// How long a tunnel gets to carry its first probe.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,6 +49,12 @@ pub struct Tunnel {
     pub servers: Vec<Proc>,
     /// Client-side processes, the agent or its equivalent (CPU counted as "client").
     pub clients: Vec<Proc>,
+    /// The agent's binary when `clients[0]` is a Warren agent: its footprint (binary size,
+    /// resident memory) is reported.
+    pub agent_binary: Option<PathBuf>,
+    /// Measure only the HTTP endpoint (Host routing): the path differs from another row's only
+    /// there (the agent's request inspector).
+    pub only_http_endpoint: bool,
     /// Kept until the tunnel stops.
     _dir: Option<tempfile::TempDir>,
 }
@@ -60,6 +69,8 @@ impl Tunnel {
             http_routed: None,
             servers: Vec::new(),
             clients: Vec::new(),
+            agent_binary: None,
+            only_http_endpoint: false,
             _dir: None,
         }
     }
@@ -123,8 +134,13 @@ pub struct Warrend {
     pub dir: tempfile::TempDir,
 }
 
-/// Starts `bin` as warrend and waits until its agent listener accepts.
-pub async fn start_warrend(bin: &Path, logs: &Path) -> anyhow::Result<Warrend> {
+/// Starts `bin` as warrend and waits until its agent listener accepts. `max_sessions` raises the
+/// edge's limit of concurrent agent sessions per authtoken (its default otherwise).
+pub async fn start_warrend(
+    bin: &Path,
+    logs: &Path,
+    max_sessions: Option<usize>,
+) -> anyhow::Result<Warrend> {
     let dir = tempfile::Builder::new().prefix("warren-bench-").tempdir()?;
     let (agent_addr, http_addr, https_addr, api_addr) =
         (free_addr()?, free_addr()?, free_addr()?, free_addr()?);
@@ -140,6 +156,9 @@ pub async fn start_warrend(bin: &Path, logs: &Path) -> anyhow::Result<Warrend> {
         .env("WARREN_AUTHTOKEN", &authtoken)
         .env("WARREN_ADMIN_API_KEY", random_token(40))
         .env("WARREN_LOG", "warn");
+    if let Some(max) = max_sessions {
+        cmd.env("WARREN_MAX_SESSIONS_PER_CREDENTIAL", max.to_string());
+    }
     let mut proc = Proc::spawn("warrend", cmd, &logs.join("warrend.log"))?;
     proc.drain_stdout();
     retry("warrend agent listener", READY_TIMEOUT, || async {
@@ -170,7 +189,7 @@ pub async fn warren(
     logs: &Path,
     nodelay: bool,
 ) -> anyhow::Result<Tunnel> {
-    let server = start_warrend(warrend, logs).await?;
+    let server = start_warrend(warrend, logs, None).await?;
     let ca_file = server.dir.path().join("ca.pem");
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("agent")
@@ -202,6 +221,65 @@ pub async fn warren(
         http_routed: Some((server.http_addr, HTTP_DOMAIN.to_owned())),
         servers: vec![server.proc],
         clients: vec![agent],
+        agent_binary: Some(std::env::current_exe()?),
+        only_http_endpoint: false,
+        _dir: Some(server.dir),
+    };
+    tunnel.probe().await?;
+    Ok(tunnel)
+}
+
+/// Warren with Warren's own agent: warrend plus `warren start --all --config FILE` (the `agent`
+/// binary) with the same three endpoints as [`warren`]'s SDK agent. With `inspect` the agent's
+/// request inspector captures the HTTP endpoint's exchanges and only that endpoint is measured.
+pub async fn warren_agent(
+    warrend: &Path,
+    agent: &Path,
+    origins: Origins,
+    logs: &Path,
+    inspect: bool,
+) -> anyhow::Result<Tunnel> {
+    let server = start_warrend(warrend, logs, None).await?;
+    let web_addr = free_addr()?;
+    let config = server.dir.path().join("warren-agent.yml");
+    let text = warren_agent::AgentConfig {
+        authtoken: &server.edge.authtoken,
+        connect_url: server.edge.agent_addr,
+        connect_cas: &server.dir.path().join("ca.pem"),
+        web_addr,
+        inspect,
+        origins,
+        domain: HTTP_DOMAIN,
+    }
+    .to_yaml();
+    std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+    let mut cmd = Command::new(agent);
+    cmd.args(["start", "--all", "--config"]).arg(&config);
+    // Settings from the environment win over the config file: none of the caller's may leak in.
+    for (name, _) in std::env::vars_os() {
+        let name_str = name.to_string_lossy();
+        if name_str.starts_with("WARREN_") || name_str.starts_with("NGROK_") {
+            cmd.env_remove(&name);
+        }
+    }
+    let (name, log) = if inspect {
+        ("warren (warren agent + inspector)", "warren-agent-inspect")
+    } else {
+        ("warren (warren agent)", "warren-agent")
+    };
+    let mut proc = Proc::spawn(log, cmd, &logs.join(format!("{log}.log")))?;
+    proc.drain_stdout();
+    let endpoints = warren_agent::wait_online(&mut proc, web_addr, READY_TIMEOUT).await?;
+    let [stream, http_tcp, _] = &endpoints.urls;
+    let tunnel = Tunnel {
+        name: name.into(),
+        stream: agent::tcp_url_addr(stream)?,
+        http_tcp: agent::tcp_url_addr(http_tcp)?,
+        http_routed: Some((server.http_addr, HTTP_DOMAIN.to_owned())),
+        servers: vec![server.proc],
+        clients: vec![proc],
+        agent_binary: Some(agent.to_owned()),
+        only_http_endpoint: inspect,
         _dir: Some(server.dir),
     };
     tunnel.probe().await?;
@@ -306,6 +384,8 @@ pub async fn rathole(
         http_routed: None,
         servers: vec![server],
         clients: vec![client],
+        agent_binary: None,
+        only_http_endpoint: false,
         _dir: Some(dir),
     };
     tunnel.probe().await?;
@@ -425,6 +505,8 @@ pub async fn bore(bin: &Path, origins: Origins, logs: &Path) -> anyhow::Result<T
         http_routed: None,
         servers: vec![server],
         clients,
+        agent_binary: None,
+        only_http_endpoint: false,
         _dir: None,
     };
     tunnel.probe().await?;

@@ -714,7 +714,7 @@ impl Exchange {
             method: req.method.clone(),
             uri: req.uri.clone(),
             proto,
-            headers: std::mem::take(&mut st.request.headers),
+            headers: owned_headers(std::mem::take(&mut st.request.headers)),
             body: body(&st.request_body, data),
             raw,
         };
@@ -733,7 +733,7 @@ impl Exchange {
                 status_code: head.status.as_u16(),
                 status,
                 proto,
-                headers: head.headers,
+                headers: owned_headers(head.headers),
                 body: body(&st.response_body, data),
                 raw,
             }
@@ -748,6 +748,20 @@ impl Exchange {
             response,
         }
     }
+}
+
+/// A copy of `headers` that owns its bytes. Values parsed by hyper are slices of the
+/// connection's read buffer; keeping them in the ring would keep whole buffers alive (kilobytes
+/// per capture instead of the few bytes the headers take).
+fn owned_headers(headers: HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in &headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        copy.set_sensitive(value.is_sensitive());
+        owned.append(name.clone(), copy);
+    }
+    owned
 }
 
 /// Follows one body of an exchange: copies its first [`MAX_CAPTURED_BODY`] bytes aside, counts
@@ -971,4 +985,24 @@ fn captured_request(captured: &CapturedRequest) -> Result<Request<Full<Bytes>>, 
         }
     }
     Ok(req)
+}
+
+#[cfg(test)]
+mod owned_headers_tests {
+    use super::*;
+
+    #[test]
+    fn captured_headers_do_not_keep_the_read_buffer_alive() {
+        let buffer = Bytes::from(vec![b'a'; 64 * 1024]);
+        let range = buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len();
+        let mut parsed = HeaderMap::new();
+        parsed.insert(
+            HeaderName::from_static("x-shared"),
+            HeaderValue::from_maybe_shared(buffer.slice(10..20)).unwrap(),
+        );
+        assert!(range.contains(&(parsed["x-shared"].as_bytes().as_ptr() as usize)));
+        let owned = owned_headers(parsed);
+        assert_eq!(owned["x-shared"].as_bytes(), b"aaaaaaaaaa");
+        assert!(!range.contains(&(owned["x-shared"].as_bytes().as_ptr() as usize)));
+    }
 }

@@ -62,9 +62,14 @@ pub struct Settings {
     /// Public HTTPS and TLS-passthrough address [default: 0.0.0.0:8443].
     #[arg(long, env = "WARREN_HTTPS_ADDR", value_name = "ADDR")]
     pub https_addr: Option<SocketAddr>,
-    /// API address (health check now; the REST API later) [default: 127.0.0.1:9000].
+    /// REST API address (ngrok API v2 compatible; `GET /healthz` unauthenticated)
+    /// [default: 127.0.0.1:9000].
     #[arg(long, env = "WARREN_API_ADDR", value_name = "ADDR")]
     pub api_addr: Option<SocketAddr>,
+    /// Public base URL of the REST API, used in every `uri` field it returns
+    /// [default: http://API_ADDR, with localhost for an unspecified address].
+    #[arg(long, env = "WARREN_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
     /// Ports for TCP endpoints, FIRST-LAST, or 0 to let the OS choose [default: 20000-20999].
     #[arg(long, env = "WARREN_TCP_PORTS", value_name = "RANGE")]
     pub tcp_ports: Option<String>,
@@ -188,6 +193,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// Base of every API `uri`; `None` = derived from the bound API address.
+    pub api_url: Option<String>,
     pub log_format: LogFormat,
     pub edge: EdgeConfig,
     pub bootstrap: Bootstrap,
@@ -207,6 +214,7 @@ impl Config {
             http_addr: any,
             https_addr: any,
             api_addr: any,
+            api_url: None,
             log_format: LogFormat::Text,
             edge,
             bootstrap: Bootstrap::default(),
@@ -238,6 +246,7 @@ impl Settings {
             http_addr,
             https_addr,
             api_addr,
+            api_url,
             tcp_ports,
             tcp_bind_ip,
             domain,
@@ -316,6 +325,12 @@ impl Settings {
             http_addr: self.http_addr.unwrap_or(([0, 0, 0, 0], 8080).into()),
             https_addr: self.https_addr.unwrap_or(([0, 0, 0, 0], 8443).into()),
             api_addr: self.api_addr.unwrap_or(([127, 0, 0, 1], 9000).into()),
+            api_url: match self.api_url {
+                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    bail!("api_url must start with http:// or https://, got `{url}`")
+                }
+                other => other,
+            },
             log_format: self.log_format.unwrap_or_default(),
             edge,
             bootstrap,

@@ -11,7 +11,6 @@
 pub mod bootstrap;
 pub mod config;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 
@@ -72,7 +71,18 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         let edge2 = edge.clone();
         tasks.spawn(async move { edge2.serve_https(https).await });
         let stop = edge.visitors_stopped();
-        tasks.spawn(serve_api(api, stop));
+        let api_addr = api.local_addr()?;
+        let base_url = config.api_url.clone().unwrap_or_else(|| {
+            if api_addr.ip().is_unspecified() {
+                format!("http://localhost:{}", api_addr.port())
+            } else {
+                format!("http://{api_addr}")
+            }
+        });
+        let state = warren_api::ApiState::new(edge.store().clone(), edge.clone(), &base_url);
+        tasks.spawn(warren_api::serve(api, state, async move {
+            stop.cancelled().await
+        }));
     }
     let (agent_addr, http_addr, https_addr, api_addr) = server_addrs;
     Ok(Server {
@@ -119,48 +129,6 @@ pub async fn run(config: Config, signal: impl Future<Output = ()>) -> anyhow::Re
     server.shutdown().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The API listener. The REST API is not served yet; `GET /healthz` answers for load balancers
-/// and process supervisors.
-async fn serve_api(listener: TcpListener, stop: tokio_util::sync::CancellationToken) {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    use hyper::{Response, StatusCode};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-
-    loop {
-        let tcp = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(_) => continue,
-            },
-        };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(
-                |req: hyper::Request<hyper::body::Incoming>| async move {
-                    let (status, body) = match (req.method().as_str(), req.uri().path()) {
-                        ("GET", "/healthz") => (StatusCode::OK, "{\"status\":\"ok\"}"),
-                        _ => (
-                            StatusCode::NOT_FOUND,
-                            "{\"error_code\":\"ERR_NGROK_404\",\"status_code\":404,\"msg\":\"Not found.\"}",
-                        ),
-                    };
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .status(status)
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(body.as_bytes())))
-                            .expect("static response"),
-                    )
-                },
-            );
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
 }
 
 /// A database URL without its password, for messages.

@@ -40,6 +40,8 @@ pub mod api_keys;
 pub mod credentials;
 pub mod db;
 pub mod error;
+pub mod reservations;
+pub mod service_users;
 
 pub use api_keys::ApiKey;
 pub use credentials::{Credential, NewCredential};

@@ -30,6 +30,8 @@ pub struct TestEdge {
     pub server: warrend::Server,
     /// The first authtoken (unrestricted).
     pub authtoken: String,
+    /// The admin API key created on first start.
+    pub api_key: String,
     /// The CA agents and visitors trust (PEM).
     pub ca_pem: String,
     pub config: Config,
@@ -56,10 +58,12 @@ impl TestEdge {
             .as_ref()
             .expect("first start creates credentials");
         let authtoken = created.authtoken.clone();
+        let api_key = created.admin_api_key.clone();
         let ca_pem = server.edge().ca_pem().to_owned();
         TestEdge {
             server,
             authtoken,
+            api_key,
             ca_pem,
             config,
             dir,
@@ -71,6 +75,7 @@ impl TestEdge {
         let TestEdge {
             server,
             authtoken,
+            api_key,
             ca_pem,
             mut config,
             dir,
@@ -84,6 +89,7 @@ impl TestEdge {
         TestEdge {
             server,
             authtoken,
+            api_key,
             ca_pem,
             config,
             dir,
@@ -154,6 +160,23 @@ impl TestEdge {
         tokio::time::timeout(STEP_TIMEOUT, self.sdk(token).connect())
             .await
             .expect("connect does not hang")
+    }
+
+    /// The REST API's base URL.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.server.api_addr)
+    }
+
+    /// The official `ngrok-api` client pointed at this edge's REST API with the admin API key.
+    pub fn api(&self) -> ngrok_api::Client {
+        self.api_with_key(&self.api_key)
+    }
+
+    /// The official `ngrok-api` client with another API key.
+    pub fn api_with_key(&self, key: &str) -> ngrok_api::Client {
+        let mut builder = ngrok_api::ClientBuilder::new(key.to_owned());
+        builder.api_url(url::Url::parse(&self.api_url()).expect("API URL"));
+        builder.build()
     }
 
     /// A plain-HTTP visitor for this edge.

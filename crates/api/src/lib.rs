@@ -1,0 +1,98 @@
+//! Warren's control plane: the ngrok-compatible REST API (API v2), so the official `ngrok-api`
+//! clients drive a Warren deployment once given its base URL.
+//!
+//! # Layout
+//! - [`rest`]: the shared conventions — auth and `Ngrok-Version`, the error body, JSON bodies,
+//!   id prefixes, pagination, `uri`s, field limits.
+//! - [`resources`]: one module per resource family, each exposing `routes()`.
+//!
+//! The API owns no sockets but its listener ([`serve`]); it reads and writes the store and asks
+//! the edge about (and acts on) live agent sessions.
+
+pub mod resources;
+pub mod rest;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use warren_edge::Edge;
+use warren_store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    store: Store,
+    edge: Edge,
+    base_url: String,
+}
+
+impl ApiState {
+    /// State over `store` and `edge`; `base_url` (`https://api.example.com`, no trailing `/`)
+    /// prefixes every `uri` field.
+    pub fn new(store: Store, edge: Edge, base_url: &str) -> ApiState {
+        ApiState {
+            inner: Arc::new(StateInner {
+                store,
+                edge,
+                base_url: base_url.trim_end_matches('/').to_owned(),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The edge (live agent sessions).
+    pub fn edge(&self) -> &Edge {
+        &self.inner.edge
+    }
+
+    /// The absolute URL of `path` (`/credentials/cr_…`).
+    pub fn uri(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.base_url)
+    }
+}
+
+/// The whole API: authenticated resource routes, `GET /healthz` without authentication, JSON
+/// 404/405 for everything else.
+pub fn router(state: ApiState) -> Router {
+    let authenticated = resources::routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        rest::authenticate,
+    ));
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .merge(authenticated)
+        .fallback(rest::unknown_route)
+        .method_not_allowed_fallback(rest::wrong_method)
+        .layer(DefaultBodyLimit::max(rest::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let app = router(state);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "API listener failed");
+    }
+}

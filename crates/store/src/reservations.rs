@@ -1,0 +1,1 @@
+//! Reserved domains and reserved TCP addresses. (In progress.)

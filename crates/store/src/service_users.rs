@@ -1,0 +1,1 @@
+//! Service users. (In progress.)

@@ -49,6 +49,8 @@ pub enum Command {
     /// Run the agent as a systemd service.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Manage the fleet through Warren's REST API (service users, authtokens, domains, agents).
+    Api(crate::api_cmd::ApiArgs),
     /// Print the version.
     Version,
 }

@@ -12,6 +12,7 @@
 //!
 //! This crate must not contain protocol logic: the agent runtime (`warren-agent`) does the work.
 
+pub mod api_cmd;
 pub mod args;
 pub mod logging;
 pub mod settings;
@@ -57,7 +58,56 @@ pub fn run_with_env(cli: Cli, env: Env) -> ExitCode {
         }
         Command::Config(ConfigCommand::Check(flag)) => config_check(&flag, &env),
         Command::Service(command) => service_command(command),
+        Command::Api(args) => api_command(args, &env),
         command => run_agent(command, env),
+    }
+}
+
+/// `warren api …`: API key from `--api-key`, `WARREN_API_KEY` or `agent.api_key`; base URL
+/// from `--api-url`, `WARREN_API_URL` or [`api_cmd::DEFAULT_API_URL`].
+fn api_command(args: api_cmd::ApiArgs, env: &Env) -> ExitCode {
+    let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+    let key = match args.api_key.clone().or_else(|| var("WARREN_API_KEY")) {
+        Some(k) => Some(k),
+        None => match config::load(&config_paths(&args.config, env)) {
+            Ok(file) => file.agent.api_key,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        },
+    };
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        eprintln!(
+            "error: no API key: pass --api-key, set WARREN_API_KEY, or set agent.api_key in the config file"
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    };
+    let base = args
+        .api_url
+        .clone()
+        .or_else(|| var("WARREN_API_URL"))
+        .unwrap_or_else(|| api_cmd::DEFAULT_API_URL.to_owned())
+        .trim_end_matches('/')
+        .to_owned();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let target = api_cmd::Target { base, key };
+    let mut out = std::io::stdout().lock();
+    match runtime.block_on(api_cmd::run(args, target, &mut out)) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

@@ -41,6 +41,8 @@ pub const ENV_VARS: &[&str] = &[
     "WARREN_WEB_ADDR",
     "WARREN_LOG",
     "WARREN_LOG_FORMAT",
+    "WARREN_API_KEY",
+    "WARREN_API_URL",
 ];
 
 /// Reads [`ENV_VARS`] from the process environment; empty and non-UTF-8 values count as unset.
@@ -152,7 +154,7 @@ impl Command {
             Command::Tcp(a) => Some(&a.agent),
             Command::Tls(a) => Some(&a.agent),
             Command::Start(a) => Some(&a.agent),
-            Command::Config(_) | Command::Service(_) | Command::Version => None,
+            Command::Config(_) | Command::Service(_) | Command::Api(_) | Command::Version => None,
         }
     }
 }
@@ -287,7 +289,7 @@ pub fn resolve(command: &Command, env: &Env, file: Config) -> Result<AgentOption
                 start_all,
             })
         }
-        Command::Config(_) | Command::Service(_) | Command::Version => {
+        Command::Config(_) | Command::Service(_) | Command::Api(_) | Command::Version => {
             Err(SettingsError::NotAnAgentCommand)
         }
     }

@@ -5,10 +5,12 @@
 //! - [`rest`]: the shared conventions — auth and `Ngrok-Version`, the error body, JSON bodies,
 //!   id prefixes, pagination, `uri`s, field limits.
 //! - [`resources`]: one module per resource family, each exposing `routes()`.
+//! - [`openapi`]: the OpenAPI document (`GET /openapi.json`, committed as `openapi.json`).
 //!
 //! The API owns no sockets but its listener ([`serve`]); it reads and writes the store and asks
 //! the edge about (and acts on) live agent sessions.
 
+pub mod openapi;
 pub mod resources;
 pub mod rest;
 
@@ -63,8 +65,8 @@ impl ApiState {
     }
 }
 
-/// The whole API: authenticated resource routes, `GET /healthz` without authentication, JSON
-/// 404/405 for everything else.
+/// The whole API: authenticated resource routes; `GET /healthz` and `GET /openapi.json` without
+/// authentication; JSON 404/405 for everything else.
 pub fn router(state: ApiState) -> Router {
     let authenticated = resources::routes().route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -74,6 +76,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
         )
         .merge(authenticated)
         .fallback(rest::unknown_route)

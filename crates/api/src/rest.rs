@@ -533,9 +533,13 @@ pub fn reference(state: &ApiState, collection: &str, id: &str) -> Value {
     json!({"id": id, "uri": state.uri(&format!("/{collection}/{id}"))})
 }
 
+/// The message of the 404 for paths that are not part of the API (distinct from a missing
+/// resource's "Resource not found").
+pub const UNKNOWN_PATH: &str = "The path is not part of the API.";
+
 /// The 404 for unknown paths.
 pub async fn unknown_route() -> ApiError {
-    ApiError::not_found()
+    ApiError::new(StatusCode::NOT_FOUND, code::NOT_FOUND, UNKNOWN_PATH)
 }
 
 /// The 405 for known paths with an unsupported method.

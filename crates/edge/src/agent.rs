@@ -1,6 +1,11 @@
 //! Agent connections: TLS, the mux session, heartbeats, Auth, then the RPC loop (Bind, Unbind,
 //! and the refusals for RPCs Warren does not serve), and the commands the edge sends to agents.
 //!
+//! Credential changes reach live sessions here: a revoked credential (or a deactivated
+//! service-user owner) closes its sessions at once and refuses Auths still in flight; a changed
+//! ACL is swapped into each session and the endpoints it no longer permits are stopped. Auth
+//! also refuses credentials whose service-user owner is inactive.
+//!
 //! One task per agent connection accepts streams; each RPC runs in its own task so a slow Bind
 //! never holds up heartbeats. Every first read is bounded by a size and a deadline: the TLS
 //! handshake and Auth together by [`crate::config::AGENT_HANDSHAKE_TIMEOUT`], each RPC body by
@@ -27,8 +32,11 @@ use warren_proto::{
     Command, ErrCode, MAX_RPC_BODY, Rpc, RpcReader, RpcResponse, encode_error, stream_type,
 };
 
+use warren_model::acl::Acl;
+
 use crate::config::RPC_READ_TIMEOUT;
-use crate::tunnel::Tunnel;
+use crate::routes::RouteKey;
+use crate::tunnel::{Proto, Tunnel};
 use crate::{CommandError, Edge};
 
 /// Time an agent gets to answer a command (Stop, Restart, Update).
@@ -37,6 +45,9 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 const AUTH_FAILURE_LINGER: Duration = Duration::from_secs(2);
 /// ngrok's code for an RPC on a session that has not authenticated (or an Auth without token).
 const UNAUTHENTICATED_SESSION: ErrCode = ErrCode(4018);
+/// After an ACL change, when the edge applies the stored rules once more, for Auths and Binds
+/// that were in flight (past their store read or ACL check) when the rules changed.
+const ACL_RESWEEP_DELAY: Duration = Duration::from_secs(2);
 /// Longest ClientId an agent may ask to keep.
 const MAX_CLIENT_ID_LEN: usize = 64;
 
@@ -59,8 +70,10 @@ pub struct AgentSession {
     pub client_id: String,
     /// The credential (`cr_…`) the agent authenticated with.
     pub credential_id: String,
-    /// The credential's ACL rules, checked on every Bind.
-    pub(crate) acl: warren_model::acl::Acl,
+    /// The credential's owner (a service user or user), if any.
+    pub owner_id: Option<String>,
+    /// The credential's ACL rules, checked on every Bind; replaced when the credential changes.
+    pub(crate) acl: SessionAcl,
     /// The agent's address as seen by the edge.
     pub remote_addr: SocketAddr,
     pub started_at: OffsetDateTime,
@@ -76,6 +89,41 @@ impl std::fmt::Debug for AgentSession {
             .field("credential_id", &self.credential_id)
             .field("remote_addr", &self.remote_addr)
             .finish_non_exhaustive()
+    }
+}
+
+/// A session's view of its credential's ACL. The control plane swaps it when the credential's
+/// rules change; every Bind reads the current rules.
+pub(crate) struct SessionAcl(arc_swap::ArcSwap<Acl>);
+
+impl SessionAcl {
+    pub(crate) fn new(acl: Acl) -> SessionAcl {
+        SessionAcl(arc_swap::ArcSwap::from_pointee(acl))
+    }
+
+    /// Replaces the rules.
+    fn replace(&self, acl: Acl) {
+        self.0.store(Arc::new(acl));
+    }
+
+    /// The current rules.
+    pub(crate) fn current(&self) -> Arc<Acl> {
+        self.0.load_full()
+    }
+
+    /// [`Acl::permits_domain`] under the current rules.
+    pub(crate) fn permits_domain(&self, pattern: &warren_model::DomainPattern) -> bool {
+        self.0.load().permits_domain(pattern)
+    }
+
+    /// [`Acl::permits_addr`] under the current rules.
+    pub(crate) fn permits_addr(&self, addr: &str) -> bool {
+        self.0.load().permits_addr(addr)
+    }
+
+    /// [`Acl::permits_random_addr`] under the current rules.
+    pub(crate) fn permits_random_addr(&self) -> bool {
+        self.0.load().permits_random_addr()
     }
 }
 
@@ -136,6 +184,16 @@ impl AgentSession {
     ) -> Result<(), CommandError> {
         self.remove_tunnel(edge, tunnel_id)
             .ok_or(CommandError::NotFound)?;
+        self.send_stop_tunnel(tunnel_id, message, error_code).await
+    }
+
+    /// Tells the agent (StopTunnel) that tunnel `tunnel_id`, already removed, has stopped.
+    async fn send_stop_tunnel(
+        &self,
+        tunnel_id: &str,
+        message: &str,
+        error_code: Option<&str>,
+    ) -> Result<(), CommandError> {
         let body = StopTunnel {
             id: tunnel_id.to_owned(),
             message: message.to_owned(),
@@ -482,7 +540,10 @@ async fn admit(
             ));
         }
     };
-    let acl = warren_model::acl::Acl::parse(&credential.acl).map_err(|e| {
+    if let Some(owner) = credential.owner_id.as_deref() {
+        check_owner_active(edge, owner).await?;
+    }
+    let acl = Acl::parse(&credential.acl).map_err(|e| {
         encode_error(
             &format!("The credential's ACL is invalid: {e}"),
             ErrCode::AUTHTOKEN_INVALID,
@@ -504,7 +565,8 @@ async fn admit(
         id,
         client_id,
         credential_id: credential.id,
-        acl,
+        owner_id: credential.owner_id,
+        acl: SessionAcl::new(acl),
         remote_addr: remote,
         started_at: now,
         info: AgentInfo {
@@ -529,16 +591,193 @@ async fn admit(
     }
     registry
         .insert(session.clone(), edge.config().max_sessions_per_credential)
-        .map_err(|full| {
-            encode_error(
+        .map_err(|refused| match refused {
+            crate::registry::Refused::Full { limit } => encode_error(
                 &format!(
-                    "Your authtoken already has {} agent sessions online, the most this edge allows per credential.",
-                    full.limit
+                    "Your authtoken already has {limit} agent sessions online, the most this edge allows per credential."
                 ),
                 ErrCode::TOO_MANY_AGENT_SESSIONS,
-            )
+            ),
+            crate::registry::Refused::Revoked => encode_error(
+                "The authtoken you specified has been revoked.",
+                ErrCode::CREDENTIAL_REVOKED,
+            ),
         })?;
     Ok(session)
+}
+
+/// Refuses Auth when the credential's owner is a service user that is inactive. Owners that
+/// are not service users (or no longer exist) do not block.
+async fn check_owner_active(edge: &Edge, owner_id: &str) -> Result<(), String> {
+    if !owner_id.starts_with("service_") {
+        return Ok(());
+    }
+    match edge.store().service_user(owner_id).await {
+        Ok(Some(user)) if !user.active => Err(encode_error(
+            "The authtoken you specified belongs to a service user that is not active.",
+            ErrCode::AUTHTOKEN_INVALID,
+        )),
+        Ok(_) => Ok(()),
+        Err(error) => {
+            tracing::error!(%error, "service user lookup failed");
+            Err(encode_error(
+                "The edge could not check the authtoken; try again later.",
+                ErrCode::INTERNAL,
+            ))
+        }
+    }
+}
+
+/// Ends every live session of `credential_id` (deleted: revoked) and takes its routes down
+/// at once; sessions that are still authenticating with it are refused. Returns how many
+/// sessions were closed.
+pub(crate) fn revoke_credential(edge: &Edge, credential_id: &str) -> usize {
+    let sessions = {
+        let mut registry = edge.inner().sessions.lock().expect("sessions lock");
+        registry.revoke(credential_id);
+        let sessions = registry.of_credential(credential_id);
+        for session in &sessions {
+            registry.remove(session);
+        }
+        sessions
+    };
+    end_sessions(edge, &sessions, "credential revoked");
+    sessions.len()
+}
+
+/// Ends every live session whose credential `owner_id` owns, and refuses new ones until
+/// [`owner_reactivated`]. Returns how many sessions were closed.
+pub(crate) fn owner_deactivated(edge: &Edge, owner_id: &str) -> usize {
+    let sessions = {
+        let mut registry = edge.inner().sessions.lock().expect("sessions lock");
+        registry.revoke(owner_id);
+        let sessions = registry.of_owner(owner_id);
+        for session in &sessions {
+            registry.remove(session);
+        }
+        sessions
+    };
+    end_sessions(edge, &sessions, "owner deactivated");
+    sessions.len()
+}
+
+/// Lets credentials of `owner_id` authenticate again (the store already says it is active).
+pub(crate) fn owner_reactivated(edge: &Edge, owner_id: &str) {
+    edge.inner()
+        .sessions
+        .lock()
+        .expect("sessions lock")
+        .unrevoke(owner_id);
+}
+
+fn end_sessions(edge: &Edge, sessions: &[Arc<AgentSession>], why: &str) {
+    for session in sessions {
+        tracing::info!(session = %session.id, credential = %session.credential_id, why, "closing agent session");
+        session.remove_all(edge);
+        session.close();
+    }
+}
+
+/// Applies new ACL `rules` of `credential_id` to its live sessions: later Binds see them, and
+/// every bound endpoint they no longer permit is stopped (StopTunnel with ERR_NGROK_316, or
+/// ERR_NGROK_308 for TCP addresses). Returns the ids of the tunnels stopped.
+pub(crate) fn credential_acl_changed(
+    edge: &Edge,
+    credential_id: &str,
+    rules: &[String],
+) -> Vec<String> {
+    let stopped = apply_acl(edge, credential_id, rules);
+    // An Auth that read the old rules, or a Bind that checked them, may still be finishing:
+    // apply the stored rules (the latest, should another change have come since) once more.
+    let edge = edge.clone();
+    let credential_id = credential_id.to_owned();
+    tokio::spawn(async move {
+        tokio::time::sleep(ACL_RESWEEP_DELAY).await;
+        match edge.store().credential(&credential_id).await {
+            Ok(Some(credential)) => {
+                apply_acl(&edge, &credential_id, &credential.acl);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, credential = %credential_id, "ACL re-check failed")
+            }
+        }
+    });
+    stopped
+}
+
+/// Gives the live sessions of `credential_id` the ACL `rules` and stops what they deny.
+fn apply_acl(edge: &Edge, credential_id: &str, rules: &[String]) -> Vec<String> {
+    let acl = match Acl::parse(rules) {
+        Ok(acl) => acl,
+        Err(error) => {
+            // The API validates before writing; a bad list here fails closed.
+            tracing::error!(%error, credential = %credential_id, "invalid ACL applied; revoking");
+            revoke_credential(edge, credential_id);
+            return Vec::new();
+        }
+    };
+    let sessions = edge
+        .inner()
+        .sessions
+        .lock()
+        .expect("sessions lock")
+        .of_credential(credential_id);
+    let mut stopped = Vec::new();
+    for session in &sessions {
+        session.acl.replace(acl.clone());
+        stopped.extend(stop_denied_tunnels(edge, session));
+    }
+    stopped
+}
+
+/// Stops every tunnel of `session` that its current ACL no longer permits: its route goes
+/// now, and the agent is told (StopTunnel) in the background so a slow agent cannot hold up the
+/// caller.
+pub(crate) fn stop_denied_tunnels(edge: &Edge, session: &Arc<AgentSession>) -> Vec<String> {
+    let acl = session.acl.current();
+    let domain = &edge.config().domain;
+    let mut stopped = Vec::new();
+    for tunnel in session.tunnels() {
+        let (permitted, what, code) = match &tunnel.key {
+            RouteKey::Host(name) => (
+                warren_model::DomainPattern::parse(name).is_ok_and(|p| acl.permits_domain(&p)),
+                format!("Name: {name}"),
+                ErrCode::ACL_NAME_DENIED,
+            ),
+            RouteKey::Port(port) => {
+                let address = format!("{domain}:{port}");
+                (
+                    acl.permits_addr(&address),
+                    format!("Address: {address}"),
+                    ErrCode::ACL_ADDRESS_DENIED,
+                )
+            }
+        };
+        if permitted || session.remove_tunnel(edge, &tunnel.id).is_none() {
+            continue;
+        }
+        let kind = if tunnel.proto == Proto::Tcp {
+            "address"
+        } else {
+            "name"
+        };
+        let message = format!(
+            "The credential ACL policy no longer permits binding this {kind}.\nCredential ID: {}\n{what}",
+            session.credential_id
+        );
+        tracing::info!(session = %session.id, tunnel = %tunnel.id, %what, "ACL change stops tunnel");
+        let session = session.clone();
+        let id = tunnel.id.clone();
+        tokio::spawn(async move {
+            let code = code.to_string();
+            if let Err(error) = session.send_stop_tunnel(&id, &message, Some(&code)).await {
+                tracing::debug!(tunnel = %id, %error, "StopTunnel not delivered");
+            }
+        });
+        stopped.push(tunnel.id.clone());
+    }
+    stopped
 }
 
 fn unregister(edge: &Edge, session: &Arc<AgentSession>) {

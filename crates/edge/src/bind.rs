@@ -4,7 +4,15 @@
 //! Which name is served, in order: `Opts.URL`'s host, `Domain`, `Hostname`, `Subdomain` under the
 //! base domain, the URL named by a valid bind token (a reconnecting agent keeps its generated
 //! name), else a random name under the base domain. TCP endpoints: `Opts.Addr`'s port, the token's
-//! port, else a free port from the configured range.
+//! port, else a free port from the configured range that no reserved address holds.
+//!
+//! Checks, in order: the credential's ACL (ERR_NGROK_316/308/356), then — when
+//! [`EdgeConfig::require_reservations`](crate::EdgeConfig::require_reservations) is on — the
+//! reservations in the store, read on every bind (binds are rare; no cache to invalidate):
+//! a custom name (not under the edge's base domain) needs its exact reservation or a reserved
+//! wildcard covering it (ERR_NGROK_319), a wildcard name needs that exact wildcard reserved
+//! (ERR_NGROK_318), and a chosen TCP address needs a reserved address on that port
+//! (ERR_NGROK_307). Names under the base domain, generated names and random ports need none.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +20,7 @@ use std::sync::Arc;
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use warren_model::host::DomainPattern;
+use warren_model::host::{DomainPattern, HostName};
 use warren_proto::msg::{Bind, BindResp, BindRespExtra, RequestedName};
 use warren_proto::{ErrCode, encode_error};
 
@@ -132,7 +140,7 @@ async fn try_bind(
                     ErrCode::UNSUPPORTED_OPTION,
                 ));
             }
-            let host = host_for(edge, session, requested, remembered.as_deref())?;
+            let host = host_for(edge, session, requested, remembered.as_deref()).await?;
             let url = edge.host_url(proto, &host);
             (RouteKey::Host(host), url, proxy_proto, None)
         }
@@ -229,7 +237,7 @@ fn tunnel_id(req: &Bind) -> Result<String, Refusal> {
 }
 
 /// Chooses and checks the host name for an HTTP(S) or TLS endpoint.
-fn host_for(
+async fn host_for(
     edge: &Edge,
     session: &AgentSession,
     requested: RequestedName,
@@ -259,7 +267,95 @@ fn host_for(
             ErrCode::ACL_NAME_DENIED,
         ));
     }
+    if edge.config().require_reservations && !under_base_domain(&pattern, domain) {
+        check_domain_reserved(edge, &pattern).await?;
+    }
     Ok(pattern.to_string())
+}
+
+/// Whether every name `pattern` matches lies under the edge's base domain `domain` (such names
+/// need no reservation): `x.<domain>`, `a.b.<domain>`, `*.<domain>`, `*.x.<domain>`; never
+/// `<domain>` itself.
+pub fn under_base_domain(pattern: &DomainPattern, domain: &str) -> bool {
+    let Ok(base) = HostName::parse(domain) else {
+        return false;
+    };
+    match pattern {
+        DomainPattern::Exact(host) => host.is_strict_subdomain_of(&base),
+        DomainPattern::Wildcard { suffix } => {
+            *suffix == base || suffix.is_strict_subdomain_of(&base)
+        }
+    }
+}
+
+/// Refuses a custom name no reserved domain covers (ERR_NGROK_319; ERR_NGROK_318 for a
+/// wildcard, which must be reserved exactly).
+async fn check_domain_reserved(edge: &Edge, pattern: &DomainPattern) -> Result<(), Refusal> {
+    let name = pattern.to_string();
+    let reserved = edge
+        .store()
+        .domain_is_reserved(&name)
+        .await
+        .map_err(store_failed)?;
+    if reserved {
+        return Ok(());
+    }
+    Err(if pattern.is_wildcard() {
+        Refusal::new(
+            format!(
+                "The wildcard domain '{name}' is not reserved. Reserve exactly '{name}' (POST /reserved_domains) before binding it."
+            ),
+            ErrCode::WILDCARD_NOT_RESERVED,
+        )
+    } else {
+        Refusal::new(
+            format!(
+                "The domain '{name}' is not reserved. Reserve it or a wildcard domain covering it (POST /reserved_domains) before binding it."
+            ),
+            ErrCode::HOSTNAME_NOT_RESERVED,
+        )
+    })
+}
+
+fn store_failed(error: warren_store::StoreError) -> Refusal {
+    tracing::error!(%error, "reading reservations failed");
+    Refusal::new(
+        "The edge could not read its reservations; try again.",
+        ErrCode::INTERNAL,
+    )
+}
+
+/// Refuses a chosen TCP address unless a reserved address holds `port` and the address's host
+/// part, when given, names this edge (its base domain or the reservation's host).
+async fn check_addr_reserved(edge: &Edge, addr: &str, port: u16) -> Result<(), Refusal> {
+    let reservation = edge
+        .store()
+        .reserved_addr_by_port(port)
+        .await
+        .map_err(store_failed)?;
+    let host = addr_host(addr);
+    let reserved = reservation.is_some_and(|r| {
+        host.is_empty()
+            || host.eq_ignore_ascii_case(&edge.config().domain)
+            || addr_host(&r.addr).eq_ignore_ascii_case(host)
+    });
+    if reserved {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        format!(
+            "The TCP address '{}' is not reserved. Reserve an address (POST /reserved_addrs) and bind the address it returns.",
+            addr.trim()
+        ),
+        ErrCode::ADDRESS_NOT_RESERVED,
+    ))
+}
+
+/// The host part of `host:port` / `tcp://host:port` (empty for `:port` or `port`).
+fn addr_host(addr: &str) -> &str {
+    let addr = addr.trim();
+    let addr = addr.strip_prefix("tcp://").unwrap_or(addr);
+    addr.rsplit_once(':').map_or("", |(host, _)| host)
 }
 
 fn random_host(edge: &Edge, domain: &str) -> Result<DomainPattern, Refusal> {
@@ -343,6 +439,9 @@ async fn tcp_port(
             {
                 return Err(random_denied(session));
             }
+            if requested.is_some() && edge.config().require_reservations {
+                check_addr_reserved(edge, addr, port).await?;
+            }
             if let Some(holder) = edge.routes().port(port).cloned() {
                 if holder.credential_id != session.credential_id || holder.id != id {
                     return Err(in_use(port));
@@ -370,21 +469,39 @@ async fn tcp_port(
             if !session.acl.permits_random_addr() {
                 return Err(random_denied(session));
             }
+            // A random endpoint never takes a reserved port. Best effort: if the store cannot
+            // be read, the bind goes ahead without the check.
+            let reserved: std::collections::HashSet<u16> = match edge.store().reserved_ports().await
+            {
+                Ok(ports) => ports.into_iter().collect(),
+                Err(error) => {
+                    tracing::warn!(%error, "reading reserved ports failed; choosing a port without them");
+                    Default::default()
+                }
+            };
             if range.is_any() {
-                let listener = listen(edge, 0).map_err(|e| {
-                    Refusal::new(
-                        format!("Could not open a TCP port: {e}"),
-                        ErrCode::ADDRESS_NOT_RESERVED,
-                    )
-                })?;
-                let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-                return Ok((port, listener));
+                for _ in 0..PORT_ATTEMPTS {
+                    let listener = listen(edge, 0).map_err(|e| {
+                        Refusal::new(
+                            format!("Could not open a TCP port: {e}"),
+                            ErrCode::ADDRESS_NOT_RESERVED,
+                        )
+                    })?;
+                    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+                    if !reserved.contains(&port) {
+                        return Ok((port, listener));
+                    }
+                }
+                return Err(Refusal::new(
+                    "Could not open a TCP port that no reserved address holds.",
+                    ErrCode::ADDRESS_NOT_RESERVED,
+                ));
             }
             let mut rng = rand::thread_rng();
             let routes = edge.routes();
             for _ in 0..PORT_ATTEMPTS.min(range.port_count() * 2) {
                 let port = rng.gen_range(range.first..=range.last);
-                if routes.port(port).is_some() {
+                if routes.port(port).is_some() || reserved.contains(&port) {
                     continue;
                 }
                 if let Ok(listener) = listen(edge, port) {
@@ -465,5 +582,21 @@ mod tests {
             host_of_url("https://*.s.example.com").as_deref(),
             Some("*.s.example.com")
         );
+        assert_eq!(addr_host("tcp://localhost:20001"), "localhost");
+        assert_eq!(addr_host(":20001"), "");
+        assert_eq!(addr_host("20001"), "");
+    }
+
+    #[test]
+    fn names_under_the_base_domain_need_no_reservation() {
+        let under = |p: &str| under_base_domain(&DomainPattern::parse(p).unwrap(), "example.net");
+        assert!(under("a.example.net"));
+        assert!(under("a.b.example.net"));
+        assert!(under("*.example.net"));
+        assert!(under("*.x.example.net"));
+        assert!(!under("example.net"));
+        assert!(!under("a.example.com"));
+        assert!(!under("aexample.net"));
+        assert!(!under("*.net"));
     }
 }

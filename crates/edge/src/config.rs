@@ -109,6 +109,11 @@ pub struct EdgeConfig {
     pub max_sessions_per_credential: usize,
     /// Time a visitor gets for its ClientHello and for each request head.
     pub visitor_header_timeout: Duration,
+    /// Whether binding a custom domain (one not under `domain`) needs a reserved domain
+    /// covering it (ERR_NGROK_319 / 318 otherwise) and binding a chosen TCP address needs a
+    /// reserved address (ERR_NGROK_307 otherwise). Names under `domain`, generated names and
+    /// random TCP ports never need one. Default `true`; test harnesses turn it off.
+    pub require_reservations: bool,
 }
 
 impl EdgeConfig {
@@ -133,6 +138,7 @@ impl EdgeConfig {
             heartbeat_tolerance: DEFAULT_HEARTBEAT_TOLERANCE,
             max_sessions_per_credential: DEFAULT_MAX_SESSIONS_PER_CREDENTIAL,
             visitor_header_timeout: VISITOR_HEADER_TIMEOUT,
+            require_reservations: true,
         }
     }
 }

@@ -303,6 +303,35 @@ impl Edge {
             _ => format!("{scheme}://{host}"),
         }
     }
+
+    /// Revokes credential `credential_id` (the control plane deleted it): every live agent
+    /// session authenticated with it is closed now and its routes removed, and an Auth with it
+    /// still in flight is refused. Returns how many sessions were closed.
+    pub fn revoke_credential(&self, credential_id: &str) -> usize {
+        agent::revoke_credential(self, credential_id)
+    }
+
+    /// Applies credential `credential_id`'s new ACL `rules` (already validated and stored) to
+    /// its live sessions: later Binds check them, and each bound endpoint they no longer permit
+    /// is stopped with StopTunnel and ERR_NGROK_316 (ERR_NGROK_308 for TCP addresses). The
+    /// stored rules are applied once more shortly after, for Auths and Binds that were in
+    /// flight. Returns the ids of the tunnels stopped now. Needs a Tokio runtime.
+    pub fn credential_acl_changed(&self, credential_id: &str, rules: &[String]) -> Vec<String> {
+        agent::credential_acl_changed(self, credential_id, rules)
+    }
+
+    /// Service user `owner_id` was deactivated (already stored): closes every live session of
+    /// the credentials it owns. New Auths are refused by the owner check against the store.
+    /// Returns how many sessions were closed.
+    pub fn owner_deactivated(&self, owner_id: &str) -> usize {
+        agent::owner_deactivated(self, owner_id)
+    }
+
+    /// Service user `owner_id` was reactivated (already stored): its credentials may connect
+    /// again.
+    pub fn owner_reactivated(&self, owner_id: &str) {
+        agent::owner_reactivated(self, owner_id)
+    }
 }
 
 /// Names the generated agent certificate covers.

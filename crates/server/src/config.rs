@@ -141,6 +141,16 @@ pub struct Settings {
     /// Log format: text or json [default: text].
     #[arg(long, env = "WARREN_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Whether agents may bind a custom domain (not under --domain) only once a reserved domain
+    /// covers it, and a chosen TCP address only once it is reserved (`true` or `false`)
+    /// [default: true].
+    #[arg(
+        long,
+        env = "WARREN_REQUIRE_RESERVATIONS",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub require_reservations: Option<bool>,
 }
 
 /// How log lines are written.
@@ -261,7 +271,8 @@ impl Settings {
             heartbeat_tolerance,
             max_sessions_per_credential,
             drain_timeout,
-            log_format
+            log_format,
+            require_reservations
         );
         Ok(self)
     }
@@ -317,6 +328,9 @@ impl Settings {
         }
         if let Some(seconds) = self.drain_timeout {
             edge.drain_timeout = Duration::from_secs(seconds);
+        }
+        if let Some(required) = self.require_reservations {
+            edge.require_reservations = required;
         }
         Ok(Config {
             data_dir,
@@ -377,6 +391,29 @@ mod tests {
         assert_eq!(config.edge.heartbeat_interval, Duration::from_secs(10));
         assert_eq!(config.edge.heartbeat_tolerance, Duration::from_secs(15));
         assert_eq!(config.edge.max_sessions_per_credential, 1000);
+        assert!(config.edge.require_reservations);
+    }
+
+    #[test]
+    fn reservations_can_be_made_optional() {
+        let off = parse(&["--require-reservations=false"])
+            .resolve(Bootstrap::default())
+            .unwrap();
+        assert!(!off.edge.require_reservations);
+        let on = parse(&["--require-reservations", "true"])
+            .resolve(Bootstrap::default())
+            .unwrap();
+        assert!(on.edge.require_reservations);
+        assert!(Cli::try_parse_from(["warrend", "--require-reservations=maybe"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("warren.toml");
+        std::fs::write(&file, "require_reservations = false\n").unwrap();
+        let config = parse(&["--config", file.to_str().unwrap()])
+            .merge_file()
+            .unwrap()
+            .resolve(Bootstrap::default())
+            .unwrap();
+        assert!(!config.edge.require_reservations);
     }
 
     #[test]

@@ -11,6 +11,26 @@ use warren_model::ids::IdPrefix;
 use crate::common::{self, conflict_on_unique};
 use crate::{Store, StoreError};
 
+/// What the caller supplies to create an API key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewApiKey {
+    /// Human-readable description, at most 255 bytes.
+    pub description: String,
+    /// Arbitrary machine-readable text, at most 4096 bytes.
+    pub metadata: String,
+    /// The owning user or service user, if any.
+    pub owner_id: Option<String>,
+}
+
+/// What an API key update changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiKeyUpdate {
+    /// A new description, at most 255 bytes.
+    pub description: Option<String>,
+    /// New metadata, at most 4096 bytes.
+    pub metadata: Option<String>,
+}
+
 /// A stored API key. Its token is not here: it exists only in the create response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -72,11 +92,22 @@ impl Store {
     /// Creates an API key with a freshly generated token. Returns the key and the token —
     /// the only time the token is available.
     pub async fn create_api_key(&self, description: &str) -> Result<(ApiKey, String), StoreError> {
+        self.create_api_key_from(NewApiKey {
+            description: description.to_string(),
+            ..NewApiKey::default()
+        })
+        .await
+    }
+
+    /// Creates an API key with metadata and an owner and a freshly generated token. Returns
+    /// the key and the token — the only time the token is available.
+    pub async fn create_api_key_from(
+        &self,
+        new: NewApiKey,
+    ) -> Result<(ApiKey, String), StoreError> {
         let (created_at, now) = common::now();
         let (id, token) = common::new_id_and_token(IdPrefix::ApiKey, now);
-        let key = self
-            .insert_api_key(id, description, &token, created_at)
-            .await?;
+        let key = self.insert_api_key(id, new, &token, created_at).await?;
         Ok((key, token))
     }
 
@@ -91,8 +122,11 @@ impl Store {
         common::check_token(token)?;
         let (created_at, now) = common::now();
         let id = common::new_id(IdPrefix::ApiKey, now);
-        self.insert_api_key(id, description, token, created_at)
-            .await
+        let new = NewApiKey {
+            description: description.to_string(),
+            ..NewApiKey::default()
+        };
+        self.insert_api_key(id, new, token, created_at).await
     }
 
     /// Finds the API key whose token is `token`; `None` for a wrong or malformed token.
@@ -110,6 +144,47 @@ impl Store {
             sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
         });
         row.map(ApiKeyRow::into_api_key).transpose()
+    }
+
+    /// Up to `limit` API keys created before `before_id` (all when `None`), newest first.
+    pub async fn list_api_keys(
+        &self,
+        before_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let rows: Vec<ApiKeyRow> =
+            common::list_rows(self, SELECT_COLUMNS, before_id, limit).await?;
+        rows.into_iter().map(ApiKeyRow::into_api_key).collect()
+    }
+
+    /// Applies `update` to API key `id`. Returns the updated key, or `None` when it does not
+    /// exist.
+    pub async fn update_api_key(
+        &self,
+        id: &str,
+        update: ApiKeyUpdate,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        common::check_description_and_metadata(
+            update.description.as_deref().unwrap_or(""),
+            update.metadata.as_deref().unwrap_or(""),
+        )?;
+        let updated = with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE api_keys SET description = COALESCE($2, description), \
+                 metadata = COALESCE($3, metadata) WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&update.description)
+            .bind(&update.metadata)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if updated == 0 {
+            return Ok(None);
+        }
+        tracing::debug!(%id, "api key updated");
+        self.api_key(id).await
     }
 
     /// Deletes (revokes) an API key. Returns whether it existed.
@@ -130,11 +205,11 @@ impl Store {
     async fn insert_api_key(
         &self,
         id: String,
-        description: &str,
+        new: NewApiKey,
         token: &str,
         created_at: OffsetDateTime,
     ) -> Result<ApiKey, StoreError> {
-        common::check_description_and_metadata(description, "")?;
+        common::check_description_and_metadata(&new.description, &new.metadata)?;
         let token_hash = hash_token(token).hex();
         with_pool!(self, |pool| {
             sqlx::query(
@@ -143,9 +218,9 @@ impl Store {
             )
             .bind(&id)
             .bind(&token_hash)
-            .bind(description)
-            .bind("")
-            .bind(None::<String>)
+            .bind(&new.description)
+            .bind(&new.metadata)
+            .bind(&new.owner_id)
             .bind(created_at.unix_timestamp())
             .execute(pool)
             .await
@@ -154,9 +229,9 @@ impl Store {
         tracing::debug!(%id, "api key created");
         Ok(ApiKey {
             id,
-            description: description.to_string(),
-            metadata: String::new(),
-            owner_id: None,
+            description: new.description,
+            metadata: new.metadata,
+            owner_id: new.owner_id,
             created_at,
         })
     }

@@ -127,3 +127,40 @@ where
         _ => Ok(None),
     }
 }
+
+/// Up to `limit` rows of `select` (a `SELECT … FROM table` without `WHERE`) whose id sorts
+/// before `before_id` (every row when `None`), newest first. Ids are time-ordered, so id
+/// order is creation order.
+pub(crate) async fn list_rows<R>(
+    store: &Store,
+    select: &str,
+    before_id: Option<&str>,
+    limit: usize,
+) -> Result<Vec<R>, StoreError>
+where
+    R: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows: Vec<R> = match before_id {
+        Some(before) => {
+            let sql = format!("{select} WHERE id < $1 ORDER BY id DESC LIMIT $2");
+            with_pool!(store, |pool| {
+                sqlx::query_as(&sql)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            })
+        }
+        None => {
+            let sql = format!("{select} ORDER BY id DESC LIMIT $1");
+            with_pool!(store, |pool| {
+                sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?
+            })
+        }
+    };
+    Ok(rows)
+}

@@ -25,6 +25,18 @@ pub struct NewCredential {
     pub owner_id: Option<String>,
 }
 
+/// What a credential update changes; `None` leaves a field as it is. A new `acl` replaces
+/// the whole list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialUpdate {
+    /// A new description, at most 255 bytes.
+    pub description: Option<String>,
+    /// New metadata, at most 4096 bytes.
+    pub metadata: Option<String>,
+    /// New ACL rules (validated by [`warren_model::Acl::parse`]).
+    pub acl: Option<Vec<String>>,
+}
+
 /// A stored credential. Its token is not here: it exists only in the create response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
@@ -136,6 +148,55 @@ impl Store {
         row.map(CredentialRow::into_credential).transpose()
     }
 
+    /// Up to `limit` credentials created before `before_id` (all when `None`), newest first.
+    pub async fn list_credentials(
+        &self,
+        before_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Credential>, StoreError> {
+        let rows: Vec<CredentialRow> =
+            common::list_rows(self, SELECT_COLUMNS, before_id, limit).await?;
+        rows.into_iter()
+            .map(CredentialRow::into_credential)
+            .collect()
+    }
+
+    /// Applies `update` to credential `id`. Returns the updated credential, or `None` when
+    /// it does not exist.
+    pub async fn update_credential(
+        &self,
+        id: &str,
+        update: CredentialUpdate,
+    ) -> Result<Option<Credential>, StoreError> {
+        common::check_description_and_metadata(
+            update.description.as_deref().unwrap_or(""),
+            update.metadata.as_deref().unwrap_or(""),
+        )?;
+        let acl_json = update
+            .acl
+            .as_ref()
+            .map(|acl| acl_to_json(acl))
+            .transpose()?;
+        let updated = with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE credentials SET description = COALESCE($2, description), \
+                 metadata = COALESCE($3, metadata), acl = COALESCE($4, acl) WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&update.description)
+            .bind(&update.metadata)
+            .bind(&acl_json)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if updated == 0 {
+            return Ok(None);
+        }
+        tracing::debug!(%id, "credential updated");
+        self.credential(id).await
+    }
+
     /// Deletes (revokes) a credential. Returns whether it existed.
     pub async fn delete_credential(&self, id: &str) -> Result<bool, StoreError> {
         let deleted = with_pool!(self, |pool| {
@@ -159,14 +220,7 @@ impl Store {
         created_at: OffsetDateTime,
     ) -> Result<Credential, StoreError> {
         common::check_description_and_metadata(&new.description, &new.metadata)?;
-        Acl::parse(&new.acl).map_err(|e| StoreError::Invalid {
-            field: "acl",
-            reason: e.to_string(),
-        })?;
-        let acl_json = serde_json::to_string(&new.acl).map_err(|e| StoreError::Invalid {
-            field: "acl",
-            reason: e.to_string(),
-        })?;
+        let acl_json = acl_to_json(&new.acl)?;
         let token_hash = hash_token(token).hex();
         with_pool!(self, |pool| {
             sqlx::query(
@@ -195,4 +249,14 @@ impl Store {
             created_at,
         })
     }
+}
+
+/// Validates ACL rules and renders them as the stored JSON array.
+fn acl_to_json(acl: &[String]) -> Result<String, StoreError> {
+    let invalid = |reason: String| StoreError::Invalid {
+        field: "acl",
+        reason,
+    };
+    Acl::parse(acl).map_err(|e| invalid(e.to_string()))?;
+    serde_json::to_string(acl).map_err(|e| invalid(e.to_string()))
 }

@@ -18,6 +18,7 @@
 //! - [`db`] — [`Store`], [`Backend`], connecting (pool settings per backend) and migrations.
 //! - [`credentials`] — the `credentials` table: authtokens with ACLs.
 //! - [`api_keys`] — the `api_keys` table.
+//! - [`reservations`] — the `reserved_domains` and `reserved_addrs` tables.
 //! - [`error`] — [`StoreError`], the one error type.
 //! - `common` (private) — field validation, clock, id/token minting, error mapping.
 

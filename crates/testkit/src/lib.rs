@@ -51,6 +51,7 @@ impl TestEdge {
         let mut config = Config::ephemeral(dir.path(), IpAddr::V4(Ipv4Addr::LOCALHOST));
         config.bootstrap = Bootstrap::default();
         config.edge.drain_timeout = Duration::from_secs(5);
+        config.edge.require_reservations = false;
         adjust(&mut config);
         let server = warrend::start(config.clone()).await.expect("edge starts");
         let created = server

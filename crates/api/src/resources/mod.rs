@@ -3,10 +3,12 @@
 
 pub mod api_keys;
 pub mod credentials;
+pub mod endpoints;
 pub mod reserved_addrs;
 pub mod reserved_domains;
 pub mod service_users;
 pub mod tunnel_sessions;
+pub mod tunnels;
 
 use axum::Router;
 use axum::extract::State;
@@ -40,6 +42,8 @@ pub fn routes() -> Router<ApiState> {
         .merge(reserved_domains::routes())
         .merge(reserved_addrs::routes())
         .merge(tunnel_sessions::routes())
+        .merge(tunnels::routes())
+        .merge(endpoints::routes())
 }
 
 /// `GET /`: `{uri, subresource_uris: {name: url}}`.

@@ -2,6 +2,7 @@
 //! file and — when `WARREN_TEST_DATABASE_URL` is set — against PostgreSQL, from one suite.
 
 #[allow(dead_code)] // The shared helpers; this suite uses some of them.
+#[macro_use]
 mod support;
 
 use support::TestDb;
@@ -9,32 +10,6 @@ use warren_store::api_keys::{ApiKeyUpdate, NewApiKey};
 use warren_store::credentials::CredentialUpdate;
 use warren_store::service_users::ServiceUserUpdate;
 use warren_store::{NewCredential, StoreError};
-
-/// Generates `sqlite::<name>` and `postgres::<name>` tests from `async fn <name>(&TestDb)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let db = crate::support::TestDb::sqlite();
-                    super::$name(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(db) = crate::support::TestDb::postgres(stringify!($name)).await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     service_user_roundtrip,

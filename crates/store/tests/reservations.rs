@@ -2,7 +2,8 @@
 //! `WARREN_TEST_DATABASE_URL` is set — against PostgreSQL.
 
 // Shared with tests/store.rs; this suite uses only some of its helpers.
-#[allow(dead_code)]
+#[allow(dead_code)] // The shared helpers; this suite uses some of them.
+#[macro_use]
 mod support;
 
 use support::TestDb;
@@ -10,32 +11,6 @@ use warren_store::StoreError;
 use warren_store::reservations::{
     CertPolicy, NewReservedAddr, NewReservedDomain, ReservedAddrUpdate, ReservedDomainUpdate,
 };
-
-/// Generates `sqlite::<name>` and `postgres::<name>` tests from `async fn <name>(&TestDb)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let db = crate::support::TestDb::sqlite();
-                    super::$name(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(db) = crate::support::TestDb::postgres(stringify!($name)).await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     domain_roundtrip,

@@ -1,6 +1,7 @@
 //! Every `Store` operation against a real SQLite file and — when
 //! `WARREN_TEST_DATABASE_URL` is set — against PostgreSQL, from one suite.
 
+#[macro_use]
 mod support;
 
 use std::collections::HashSet;
@@ -10,32 +11,6 @@ use time::OffsetDateTime;
 use warren_model::ids::{IdPrefix, id_body_unix_secs, parse_id};
 use warren_model::{hash_token, looks_like_token};
 use warren_store::{Backend, NewCredential, Store, StoreError};
-
-/// Generates `sqlite::<name>` and `postgres::<name>` tests from `async fn <name>(&TestDb)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let db = crate::support::TestDb::sqlite();
-                    super::$name(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(db) = crate::support::TestDb::postgres(stringify!($name)).await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     connects_to_the_right_backend,

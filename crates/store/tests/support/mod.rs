@@ -157,3 +157,29 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// Generates `sqlite::<name>` and `postgres::<name>` tests from `async fn <name>(&TestDb)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = crate::support::TestDb::sqlite();
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = crate::support::TestDb::postgres(stringify!($name)).await else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}

@@ -18,6 +18,7 @@ mod endpoint;
 mod error;
 mod forward;
 mod listener;
+mod prefixed;
 mod session;
 pub mod tls;
 mod upstream;
@@ -29,6 +30,7 @@ pub use endpoint::{
 pub use error::{ConnectError, EdgeError, ListenError, ListenerClosed};
 pub use forward::{UPSTREAM_UNREACHABLE, bad_gateway_page, forward, forward_stream};
 pub use listener::{Conn, LISTENER_BACKLOG, Listener};
+pub use prefixed::Prefixed;
 pub use session::{
     AgentCommand, CommandHandler, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SERVER_ADDR, MAX_COMMAND_BODY,
     NO_HANDLER, RPC_TIMEOUT, STREAM_HEADER_TIMEOUT, Session, SessionBuilder, SessionState,

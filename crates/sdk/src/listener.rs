@@ -18,6 +18,7 @@ use warren_mux::Stream;
 
 use crate::endpoint::BindSpec;
 use crate::error::ListenerClosed;
+use crate::prefixed::Prefixed;
 use crate::session::Session;
 
 /// Visitor connections waiting for [`Listener::accept`] before new ones wait in the edge.
@@ -190,9 +191,8 @@ impl Drop for Listener {
 
 /// One visitor connection forwarded by the edge: a byte stream plus who the visitor is.
 pub struct Conn {
-    stream: Stream,
-    /// Bytes read past the proxy header, returned before the stream's own.
-    prefix: Bytes,
+    /// The proxy stream, with the bytes read past the proxy header put back in front.
+    io: Prefixed<Stream>,
     remote_addr: SocketAddr,
     proto: String,
     endpoint_id: String,
@@ -220,8 +220,7 @@ impl Conn {
             .parse()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         Conn {
-            stream,
-            prefix,
+            io: Prefixed::new(prefix, stream),
             remote_addr,
             proto: header.proto.clone(),
             endpoint_id: header.id.clone(),
@@ -256,13 +255,7 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
@@ -272,14 +265,14 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

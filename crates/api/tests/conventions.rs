@@ -37,7 +37,7 @@ fn bearer(key: &str) -> String {
 
 #[tokio::test]
 async fn authentication_and_version_errors_use_ngrok_codes() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let key = bearer(&edge.api_key);
     let cases: [Case; 6] = [
         (
@@ -97,7 +97,7 @@ async fn authentication_and_version_errors_use_ngrok_codes() {
 
 #[tokio::test]
 async fn root_lists_the_collections_and_unknown_paths_are_json_404s() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let key = bearer(&edge.api_key);
     let auth: &[(&str, &str)] = &[("authorization", &key), ("ngrok-version", "2")];
     let (reply, body) = call(&edge, Method::GET, "/", auth).await;

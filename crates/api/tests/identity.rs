@@ -72,7 +72,7 @@ fn sessions_of(edge: &TestEdge, credential_id: &str) -> usize {
 
 #[tokio::test]
 async fn service_users_crud_on_both_paths() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api();
     let user = api
         .service_users()
@@ -205,7 +205,7 @@ async fn service_users_crud_on_both_paths() {
 
 #[tokio::test]
 async fn credentials_crud_shows_the_token_once() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api();
     let owner = api
         .bot_users()
@@ -321,7 +321,7 @@ async fn credentials_crud_shows_the_token_once() {
 
 #[tokio::test]
 async fn api_keys_crud_and_deleting_the_key_in_use() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api();
     let key = api
         .api_keys()
@@ -379,7 +379,7 @@ async fn api_keys_crud_and_deleting_the_key_in_use() {
 
 #[tokio::test]
 async fn credentials_page_newest_first_through_the_client_stream() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api();
     let mut created = Vec::new();
     for i in 0..250 {
@@ -434,7 +434,7 @@ async fn credentials_page_newest_first_through_the_client_stream() {
 
 #[tokio::test]
 async fn request_errors_use_ngrok_codes() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api();
     let body = "1".repeat(27);
     assert_eq!(
@@ -533,7 +533,7 @@ async fn request_errors_use_ngrok_codes() {
 
 #[tokio::test]
 async fn acl_scopes_binds_and_deleting_a_credential_drops_its_session_within_a_second() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let origin = origin::http().await;
     let api = edge.api();
     let cam1 = api
@@ -621,7 +621,7 @@ async fn acl_scopes_binds_and_deleting_a_credential_drops_its_session_within_a_s
 
 #[tokio::test]
 async fn narrowing_an_acl_stops_only_the_endpoints_it_no_longer_permits() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let origin = origin::http().await;
     let api = edge.api();
     let cred = api
@@ -704,7 +704,7 @@ async fn narrowing_an_acl_stops_only_the_endpoints_it_no_longer_permits() {
 
 #[tokio::test]
 async fn a_deactivated_service_users_credentials_cannot_connect_until_reactivated() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let origin = origin::http().await;
     let api = edge.api();
     let user = api
@@ -799,7 +799,7 @@ async fn a_deactivated_service_users_credentials_cannot_connect_until_reactivate
 
 #[tokio::test]
 async fn rotating_a_credential_keeps_the_new_session_serving_without_a_gap() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let origin = origin::http().await;
     let api = edge.api();
     let old = api

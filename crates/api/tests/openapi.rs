@@ -36,6 +36,9 @@ fn sample_id(path: &str) -> String {
         "tunnel_sessions" => "ts",
         "tunnels" => "tn",
         "endpoints" => "ep",
+        "ip_policies" => "ipp",
+        "ip_policy_rules" => "ipr",
+        "ip_restrictions" => "ipx",
         other => panic!("no id prefix for /{other}"),
     };
     format!("{prefix}_2ZtG0eUkU4FJmHzRCTP4TgbBqfZ")
@@ -43,7 +46,7 @@ fn sample_id(path: &str) -> String {
 
 #[tokio::test]
 async fn every_documented_route_is_served() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let visitor = HttpVisitor::plain(edge.server.api_addr);
     for route in openapi::routes() {
         let path = if route.path.contains("{id}") {

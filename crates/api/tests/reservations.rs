@@ -61,7 +61,7 @@ async fn raw_post(edge: &TestEdge, path: &str, body: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn request_bodies_are_strict() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     for (path, body, status, code) in [
         (
             "/reserved_domains",
@@ -111,7 +111,7 @@ fn domain(name: &str) -> ReservedDomainCreate {
 
 #[tokio::test]
 async fn reserved_domain_crud_with_every_field() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api().reserved_domains();
     let created = api
         .create(&ReservedDomainCreate {
@@ -224,7 +224,7 @@ async fn reserved_domain_crud_with_every_field() {
 
 #[tokio::test]
 async fn duplicate_and_bad_domains_are_refused() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api().reserved_domains();
     api.create(&domain("dup.example.com")).await.unwrap();
     let err = api.create(&domain("DUP.example.com.")).await.unwrap_err();
@@ -239,7 +239,7 @@ async fn duplicate_and_bad_domains_are_refused() {
 
 #[tokio::test]
 async fn concurrent_duplicate_creates_have_exactly_one_winner() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api().reserved_domains();
     let tries = (0..8).map(|_| {
         let api = api.clone();
@@ -263,7 +263,7 @@ async fn concurrent_duplicate_creates_have_exactly_one_winner() {
 
 #[tokio::test]
 async fn lists_are_newest_first_and_page() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api().reserved_domains();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -323,7 +323,7 @@ async fn lists_are_newest_first_and_page() {
 
 #[tokio::test]
 async fn reserved_addr_crud_and_ports_from_the_range() {
-    let edge = TestEdge::start_with(|c| {
+    let edge = TestEdge::start_api_with(|c| {
         c.edge.tcp_ports = PortRange::parse("41000-41002").unwrap();
     })
     .await;
@@ -421,7 +421,7 @@ fn port_of(addr: &str) -> u16 {
 
 /// An edge that requires reservations, as `warrend` does by default.
 async fn strict_edge() -> TestEdge {
-    TestEdge::start_with(|c| c.edge.require_reservations = true).await
+    TestEdge::start_api_with(|c| c.edge.require_reservations = true).await
 }
 
 fn http_url(addr: std::net::SocketAddr) -> Url {
@@ -537,7 +537,7 @@ async fn tcp_addresses_bind_only_once_reserved() {
 
 #[tokio::test]
 async fn random_tcp_endpoints_never_take_a_reserved_port() {
-    let edge = TestEdge::start_with(|c| {
+    let edge = TestEdge::start_api_with(|c| {
         c.edge.require_reservations = true;
         c.edge.tcp_ports = PortRange::parse("41110-41111").unwrap();
     })

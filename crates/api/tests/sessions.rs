@@ -77,7 +77,7 @@ async fn endpoints(edge: &TestEdge) -> EndpointList {
 
 #[tokio::test]
 async fn tunnel_sessions_show_live_agents_and_relay_commands() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api();
     let other_token = edge.credential(&[]).await;
 
@@ -190,7 +190,7 @@ async fn tunnel_sessions_show_live_agents_and_relay_commands() {
 
 #[tokio::test]
 async fn tunnels_and_endpoints_follow_bound_listeners() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let api = edge.api();
     let official = edge.agent(&edge.authtoken).await.unwrap();
     let warren = edge.warren(&edge.authtoken).connect().await.unwrap();
@@ -359,7 +359,7 @@ async fn tunnels_and_endpoints_follow_bound_listeners() {
 
 #[tokio::test]
 async fn session_lists_page_with_next_page_uri() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let mut agents = Vec::new();
     for _ in 0..3 {
         agents.push(edge.warren(&edge.authtoken).connect().await.unwrap());
@@ -405,7 +405,7 @@ async fn session_lists_page_with_next_page_uri() {
 
 #[tokio::test]
 async fn update_carries_the_requested_version_to_the_agent() {
-    let edge = TestEdge::start().await;
+    let edge = TestEdge::start_api().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let _agent = edge
         .warren(&edge.authtoken)

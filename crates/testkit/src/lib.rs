@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod origin;
+pub mod pg;
 pub mod raw;
 pub mod relay;
 
@@ -36,6 +37,8 @@ pub struct TestEdge {
     pub ca_pem: String,
     pub config: Config,
     dir: tempfile::TempDir,
+    /// The PostgreSQL schema this edge's store lives in, dropped with the edge.
+    pg: Option<pg::TestSchema>,
 }
 
 impl TestEdge {
@@ -68,7 +71,29 @@ impl TestEdge {
             ca_pem,
             config,
             dir,
+            pg: None,
         }
+    }
+
+    /// Starts an edge whose store is PostgreSQL when `WARREN_TEST_DATABASE_URL` is set (a fresh
+    /// schema, dropped with the edge) and SQLite otherwise: the API suites run on both backends.
+    pub async fn start_api() -> TestEdge {
+        TestEdge::start_api_with(|_| {}).await
+    }
+
+    /// [`TestEdge::start_api`] after `adjust` changes the configuration.
+    pub async fn start_api_with(adjust: impl FnOnce(&mut Config)) -> TestEdge {
+        let pg = pg::TestSchema::create().await;
+        let url = pg.as_ref().map(|p| p.url.clone());
+        let mut edge = TestEdge::start_with(|c| {
+            if let Some(url) = url {
+                c.database_url = url;
+            }
+            adjust(c)
+        })
+        .await;
+        edge.pg = pg;
+        edge
     }
 
     /// Restarts the server on the same data directory and the same ports.
@@ -80,6 +105,7 @@ impl TestEdge {
             ca_pem,
             mut config,
             dir,
+            pg,
         } = self;
         config.agent_addr = server.agent_addr;
         config.http_addr = server.http_addr;
@@ -94,6 +120,7 @@ impl TestEdge {
             ca_pem,
             config,
             dir,
+            pg,
         }
     }
 

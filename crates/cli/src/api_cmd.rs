@@ -86,6 +86,15 @@ pub enum ApiResource {
     /// Live endpoints (read-only).
     #[command(subcommand)]
     Endpoints(ReadVerb),
+    /// IP policies: named sets of allow/deny rules.
+    #[command(subcommand)]
+    IpPolicies(Verb),
+    /// Rules of IP policies (a CIDR with `allow` or `deny`).
+    #[command(subcommand)]
+    IpPolicyRules(Verb),
+    /// Where IP policies are enforced (`agent`, `api`, `endpoints`).
+    #[command(subcommand)]
+    IpRestrictions(Verb),
 }
 
 /// Verbs of a writable resource.
@@ -198,10 +207,27 @@ pub struct Fields {
     /// Region (accepted for compatibility).
     #[arg(long)]
     pub region: Option<String>,
+    /// CIDR of an IP policy rule (`10.0.0.0/8`, `2001:db8::/32`).
+    #[arg(long)]
+    pub cidr: Option<String>,
+    /// `allow` or `deny` (IP policy rules).
+    #[arg(long, value_name = "allow|deny")]
+    pub action: Option<String>,
+    /// IP policy of a rule, or of a restriction (repeatable for restrictions).
+    #[arg(long = "ip-policy-id", value_name = "ID")]
+    pub ip_policy_ids: Vec<String>,
+    /// What an IP restriction guards: `agent`, `api` or `endpoints`.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub restriction_type: Option<String>,
+    /// Whether an IP restriction is enforced (`false`: only evaluated).
+    #[arg(long, value_name = "true|false")]
+    pub enforced: Option<bool>,
 }
 
 impl Fields {
-    fn body(&self) -> Value {
+    /// The JSON body; `path` decides how `--ip-policy-id` is sent (one id for a rule, a list
+    /// for a restriction).
+    fn body(&self, path: &str) -> Value {
         let mut m = Map::new();
         let mut put = |k: &str, v: Value| {
             m.insert(k.to_owned(), v);
@@ -230,6 +256,25 @@ impl Fields {
         }
         if let Some(v) = &self.region {
             put("region", json!(v));
+        }
+        if let Some(v) = &self.cidr {
+            put("cidr", json!(v));
+        }
+        if let Some(v) = &self.action {
+            put("action", json!(v));
+        }
+        if !self.ip_policy_ids.is_empty() {
+            if path == "/ip_policy_rules" {
+                put("ip_policy_id", json!(self.ip_policy_ids[0]));
+            } else {
+                put("ip_policy_ids", json!(self.ip_policy_ids));
+            }
+        }
+        if let Some(v) = &self.restriction_type {
+            put("type", json!(v));
+        }
+        if let Some(v) = self.enforced {
+            put("enforced", json!(v));
         }
         Value::Object(m)
     }
@@ -289,6 +334,35 @@ fn resource_of(r: &ApiResource) -> Resource {
             "endpoints",
             &["id", "url", "proto", "upstream_url", "name"],
         ),
+        ApiResource::IpPolicies(_) => (
+            "/ip_policies",
+            "ip_policies",
+            &["id", "description", "created_at"],
+        ),
+        ApiResource::IpPolicyRules(_) => (
+            "/ip_policy_rules",
+            "ip_policy_rules",
+            &[
+                "id",
+                "cidr",
+                "action",
+                "ip_policy",
+                "description",
+                "created_at",
+            ],
+        ),
+        ApiResource::IpRestrictions(_) => (
+            "/ip_restrictions",
+            "ip_restrictions",
+            &[
+                "id",
+                "type",
+                "enforced",
+                "ip_policies",
+                "description",
+                "created_at",
+            ],
+        ),
     };
     Resource {
         path,
@@ -311,11 +385,16 @@ fn call_of(resource: ApiResource, path: &str) -> Call {
         | ApiResource::Credentials(v)
         | ApiResource::ApiKeys(v)
         | ApiResource::ReservedDomains(v)
-        | ApiResource::ReservedAddrs(v) => match v {
+        | ApiResource::ReservedAddrs(v)
+        | ApiResource::IpPolicies(v)
+        | ApiResource::IpPolicyRules(v)
+        | ApiResource::IpRestrictions(v) => match v {
             Verb::List(l) => Call::List(l),
             Verb::Get { id } => Call::One(Method::GET, item(&id), None),
-            Verb::Create(f) => Call::One(Method::POST, path.to_owned(), Some(f.body())),
-            Verb::Update { id, fields } => Call::One(Method::PATCH, item(&id), Some(fields.body())),
+            Verb::Create(f) => Call::One(Method::POST, path.to_owned(), Some(f.body(path))),
+            Verb::Update { id, fields } => {
+                Call::One(Method::PATCH, item(&id), Some(fields.body(path)))
+            }
             Verb::Delete { id } => Call::One(Method::DELETE, item(&id), None),
         },
         ApiResource::Tunnels(v) | ApiResource::Endpoints(v) => match v {
@@ -642,13 +721,33 @@ mod tests {
             ..Fields::default()
         };
         assert_eq!(
-            f.body(),
+            f.body("/credentials"),
             json!({"description": "d", "acl": ["bind:*.a.example.com"]})
+        );
+        let rule = Fields {
+            cidr: Some("10.0.0.0/8".into()),
+            action: Some("deny".into()),
+            ip_policy_ids: vec!["ipp_1".into()],
+            ..Fields::default()
+        };
+        assert_eq!(
+            rule.body("/ip_policy_rules"),
+            json!({"cidr": "10.0.0.0/8", "action": "deny", "ip_policy_id": "ipp_1"})
+        );
+        let restriction = Fields {
+            restriction_type: Some("agent".into()),
+            enforced: Some(true),
+            ip_policy_ids: vec!["ipp_1".into(), "ipp_2".into()],
+            ..Fields::default()
+        };
+        assert_eq!(
+            restriction.body("/ip_restrictions"),
+            json!({"type": "agent", "enforced": true, "ip_policy_ids": ["ipp_1", "ipp_2"]})
         );
         let clear = Fields {
             acl: vec![String::new()],
             ..Fields::default()
         };
-        assert_eq!(clear.body(), json!({"acl": []}));
+        assert_eq!(clear.body("/credentials"), json!({"acl": []}));
     }
 }

@@ -128,6 +128,30 @@ const RESERVED_ADDRS: [Route; 5] = crud!(
     "ReservedAddrUpdate",
     "ReservedAddrList"
 );
+const IP_POLICIES: [Route; 5] = crud!(
+    "/ip_policies",
+    "/ip_policies/{id}",
+    "IPPolicy",
+    "IPPolicyCreate",
+    "IPPolicyUpdate",
+    "IPPolicyList"
+);
+const IP_POLICY_RULES: [Route; 5] = crud!(
+    "/ip_policy_rules",
+    "/ip_policy_rules/{id}",
+    "IPPolicyRule",
+    "IPPolicyRuleCreate",
+    "IPPolicyRuleUpdate",
+    "IPPolicyRuleList"
+);
+const IP_RESTRICTIONS: [Route; 5] = crud!(
+    "/ip_restrictions",
+    "/ip_restrictions/{id}",
+    "IPRestriction",
+    "IPRestrictionCreate",
+    "IPRestrictionUpdate",
+    "IPRestrictionList"
+);
 const LIVE: [Route; 13] = [
     route(
         "get",
@@ -225,6 +249,9 @@ pub fn routes() -> impl Iterator<Item = &'static Route> {
         .chain(API_KEYS.iter())
         .chain(RESERVED_DOMAINS.iter())
         .chain(RESERVED_ADDRS.iter())
+        .chain(IP_POLICIES.iter())
+        .chain(IP_POLICY_RULES.iter())
+        .chain(IP_RESTRICTIONS.iter())
         .chain(LIVE.iter())
 }
 
@@ -507,6 +534,111 @@ pub const SCHEMAS: &[Schema] = &[
         "EndpointList",
         &[
             ("endpoints", "[Endpoint]"),
+            ("uri", "string"),
+            ("next_page_uri", "string?"),
+        ],
+    ),
+    schema(
+        "IPPolicy",
+        &[
+            ("id", "string"),
+            ("uri", "string"),
+            ("created_at", "string"),
+            ("description", "string"),
+            ("metadata", "string"),
+        ],
+    ),
+    schema(
+        "IPPolicyCreate",
+        &[("description", "string"), ("metadata", "string")],
+    ),
+    schema(
+        "IPPolicyUpdate",
+        &[("description", "string"), ("metadata", "string")],
+    ),
+    schema(
+        "IPPolicyList",
+        &[
+            ("ip_policies", "[IPPolicy]"),
+            ("uri", "string"),
+            ("next_page_uri", "string?"),
+        ],
+    ),
+    schema(
+        "IPPolicyRule",
+        &[
+            ("id", "string"),
+            ("uri", "string"),
+            ("created_at", "string"),
+            ("description", "string"),
+            ("metadata", "string"),
+            ("cidr", "string"),
+            ("ip_policy", "Ref"),
+            ("action", "string"),
+        ],
+    ),
+    schema(
+        "IPPolicyRuleCreate",
+        &[
+            ("description", "string"),
+            ("metadata", "string"),
+            ("cidr", "string"),
+            ("ip_policy_id", "string"),
+            ("action", "string"),
+        ],
+    ),
+    schema(
+        "IPPolicyRuleUpdate",
+        &[
+            ("description", "string"),
+            ("metadata", "string"),
+            ("cidr", "string"),
+        ],
+    ),
+    schema(
+        "IPPolicyRuleList",
+        &[
+            ("ip_policy_rules", "[IPPolicyRule]"),
+            ("uri", "string"),
+            ("next_page_uri", "string?"),
+        ],
+    ),
+    schema(
+        "IPRestriction",
+        &[
+            ("id", "string"),
+            ("uri", "string"),
+            ("created_at", "string"),
+            ("description", "string"),
+            ("metadata", "string"),
+            ("enforced", "boolean"),
+            ("type", "string"),
+            ("ip_policies", "[Ref]"),
+        ],
+    ),
+    schema(
+        "IPRestrictionCreate",
+        &[
+            ("description", "string"),
+            ("metadata", "string"),
+            ("enforced", "boolean"),
+            ("type", "string"),
+            ("ip_policy_ids", "[string]"),
+        ],
+    ),
+    schema(
+        "IPRestrictionUpdate",
+        &[
+            ("description", "string"),
+            ("metadata", "string"),
+            ("enforced", "boolean"),
+            ("ip_policy_ids", "[string]"),
+        ],
+    ),
+    schema(
+        "IPRestrictionList",
+        &[
+            ("ip_restrictions", "[IPRestriction]"),
             ("uri", "string"),
             ("next_page_uri", "string?"),
         ],

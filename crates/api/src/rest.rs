@@ -210,9 +210,38 @@ pub struct Caller {
     pub owner_id: Option<String>,
 }
 
-/// Middleware run before every route: `Ngrok-Version: 2` and a valid `Authorization: Bearer`
-/// API key. The [`Caller`] is stored in the request extensions.
+/// Middleware run before every route: the caller's address against the `api` IP restrictions
+/// (→ 403, ERR_NGROK_220), then `Ngrok-Version: 2` and a valid `Authorization: Bearer` API key.
+/// The [`Caller`] is stored in the request extensions.
+///
+/// The address is the TCP peer ([`crate::serve`] records it); `X-Forwarded-For` is not trusted.
+/// A router served without connect info skips the address check.
 pub async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(ip) = peer {
+        match state
+            .edge()
+            .ip_admitted(warren_edge::ip_restrictions::RestrictionKind::Api, ip)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    code::IP_RESTRICTED,
+                    format!(
+                        "The IP address {} is not allowed to use the API by its IP restrictions.",
+                        ip.to_canonical()
+                    ),
+                )
+                .into_response();
+            }
+            Err(e) => return ApiError::internal(e).into_response(),
+        }
+    }
     match check(&state, req.headers()).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);

@@ -4,7 +4,9 @@
 //! Credential changes reach live sessions here: a revoked credential (or a deactivated
 //! service-user owner) closes its sessions at once and refuses Auths still in flight; a changed
 //! ACL is swapped into each session and the endpoints it no longer permits are stopped. Auth
-//! also refuses credentials whose service-user owner is inactive.
+//! also refuses credentials whose service-user owner is inactive, and agents whose address an
+//! enforced `agent` IP restriction refuses (ERR_NGROK_116); a changed restriction closes the
+//! live sessions it now refuses.
 //!
 //! One task per agent connection accepts streams; each RPC runs in its own task so a slow Bind
 //! never holds up heartbeats. Every first read is bounded by a size and a deadline: the TLS
@@ -511,6 +513,28 @@ async fn admit(
     remote: SocketAddr,
     auth: &Auth,
 ) -> Result<Arc<AgentSession>, String> {
+    match edge
+        .ip_admitted(crate::ip_restrictions::RestrictionKind::Agent, remote.ip())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(encode_error(
+                &format!(
+                    "The agent's IP address {} is not allowed by the `agent` IP restrictions of this edge.",
+                    remote.ip().to_canonical()
+                ),
+                ErrCode::AGENT_IP_RESTRICTED,
+            ));
+        }
+        Err(error) => {
+            tracing::error!(%error, "IP restriction lookup failed");
+            return Err(encode_error(
+                "The edge could not check its IP restrictions; try again later.",
+                ErrCode::INTERNAL,
+            ));
+        }
+    }
     let token = auth.extra.auth_token.trim();
     if token.is_empty() {
         return Err(encode_error(
@@ -668,6 +692,32 @@ pub(crate) fn owner_reactivated(edge: &Edge, owner_id: &str) {
         .lock()
         .expect("sessions lock")
         .unrevoke(owner_id);
+}
+
+/// Ends every live session whose address the current `agent` IP restrictions refuse (they just
+/// changed) and takes its routes down. Returns how many sessions were closed.
+pub(crate) fn close_ip_restricted(edge: &Edge) -> usize {
+    let snapshot = edge.inner().ip_restrictions.snapshot();
+    let sessions = {
+        let mut registry = edge.inner().sessions.lock().expect("sessions lock");
+        let refused: Vec<Arc<AgentSession>> = registry
+            .all()
+            .into_iter()
+            .filter(|s| {
+                !crate::ip_restrictions::admits(
+                    &snapshot,
+                    crate::ip_restrictions::RestrictionKind::Agent,
+                    s.remote_addr.ip(),
+                )
+            })
+            .collect();
+        for session in &refused {
+            registry.remove(session);
+        }
+        refused
+    };
+    end_sessions(edge, &sessions, "agent IP restriction");
+    sessions.len()
 }
 
 fn end_sessions(edge: &Edge, sessions: &[Arc<AgentSession>], why: &str) {

@@ -10,6 +10,7 @@
 //! - [`bind_token`] — the signed `Extra.Token` that lets a reconnecting agent keep its URL.
 //! - [`routes`] — the immutable route table snapshot, swapped atomically.
 //! - [`tunnel`] — a bound endpoint and opening proxy streams to its agent.
+//! - [`ip_restrictions`] — the IP restriction snapshot every listener checks.
 //! - [`ingress`] — public listeners — HTTP, HTTPS with TLS passthrough by SNI, TCP.
 //!
 //! The edge knows nothing about the REST API: the control plane drives it through [`Edge`]'s
@@ -20,6 +21,7 @@ pub mod bind;
 pub mod bind_token;
 pub mod config;
 pub mod ingress;
+pub mod ip_restrictions;
 mod quickack;
 mod registry;
 pub mod routes;
@@ -92,6 +94,8 @@ pub(crate) struct Inner {
     /// Cancelled when agent sessions must end (drain's last step).
     pub(crate) agents_stop: CancellationToken,
     pub(crate) agents: TaskTracker,
+    /// IP restrictions, reloaded when the control plane changes them.
+    pub(crate) ip_restrictions: ip_restrictions::IpRestrictions,
 }
 
 impl Edge {
@@ -132,6 +136,7 @@ impl Edge {
                 visitors: TaskTracker::new(),
                 agents_stop: CancellationToken::new(),
                 agents: TaskTracker::new(),
+                ip_restrictions: ip_restrictions::IpRestrictions::default(),
                 config,
             }),
         };
@@ -325,6 +330,28 @@ impl Edge {
     /// Returns how many sessions were closed.
     pub fn owner_deactivated(&self, owner_id: &str) -> usize {
         agent::owner_deactivated(self, owner_id)
+    }
+
+    /// Reloads the IP restrictions from the store (the control plane changed a policy, rule or
+    /// restriction) and closes the live agent sessions the new `agent` restrictions refuse.
+    /// Returns once the new snapshot is in place.
+    pub async fn reload_ip_restrictions(&self) -> Result<(), warren_store::StoreError> {
+        self.inner.ip_restrictions.reload(&self.inner.store).await?;
+        agent::close_ip_restricted(self);
+        Ok(())
+    }
+
+    /// Whether `ip` passes the IP restrictions of `kind` (from the in-memory snapshot; the
+    /// store is read only before the first successful load).
+    pub async fn ip_admitted(
+        &self,
+        kind: ip_restrictions::RestrictionKind,
+        ip: std::net::IpAddr,
+    ) -> Result<bool, warren_store::StoreError> {
+        self.inner
+            .ip_restrictions
+            .check(&self.inner.store, kind, ip)
+            .await
     }
 
     /// Service user `owner_id` was reactivated (already stored): its credentials may connect

@@ -52,11 +52,17 @@ pub enum IdPrefix {
     EventSubscription,
     /// `ev` — an event.
     Event,
+    /// `ipp` — an IP policy.
+    IpPolicy,
+    /// `ipr` — an IP policy rule.
+    IpPolicyRule,
+    /// `ipx` — an IP restriction.
+    IpRestriction,
 }
 
 impl IdPrefix {
     /// Every prefix, in declaration order.
-    pub const ALL: [IdPrefix; 11] = [
+    pub const ALL: [IdPrefix; 14] = [
         IdPrefix::Credential,
         IdPrefix::ApiKey,
         IdPrefix::TunnelSession,
@@ -68,6 +74,9 @@ impl IdPrefix {
         IdPrefix::EventDestination,
         IdPrefix::EventSubscription,
         IdPrefix::Event,
+        IdPrefix::IpPolicy,
+        IdPrefix::IpPolicyRule,
+        IdPrefix::IpRestriction,
     ];
 
     /// The prefix text, without the trailing `_`.
@@ -84,6 +93,9 @@ impl IdPrefix {
             IdPrefix::EventDestination => "ed",
             IdPrefix::EventSubscription => "esb",
             IdPrefix::Event => "ev",
+            IdPrefix::IpPolicy => "ipp",
+            IdPrefix::IpPolicyRule => "ipr",
+            IdPrefix::IpRestriction => "ipx",
         }
     }
 }

@@ -11,12 +11,14 @@
 //! - [`host`] — [`HostName`] validation and normalization, [`DomainPattern`] (exact or
 //!   leading wildcard) matching and specificity, wildcard lookup keys for route tables.
 //! - [`acl`] — authtoken ACL rules (`*`, `bind:<domain|addr|label>`) and their evaluation.
+//! - [`cidr`] — IPv4/IPv6 CIDR blocks and IP policy rule evaluation (deny wins).
 //! - [`fields`] — byte limits on `description` and `metadata`.
 //! - `base62` (private) — the fixed-width, order-preserving encoding behind ids and tokens.
 
 mod base62;
 
 pub mod acl;
+pub mod cidr;
 pub mod fields;
 pub mod host;
 pub mod ids;

@@ -19,6 +19,7 @@
 //! - [`credentials`] — the `credentials` table: authtokens with ACLs.
 //! - [`api_keys`] — the `api_keys` table.
 //! - [`reservations`] — the `reserved_domains` and `reserved_addrs` tables.
+//! - [`ip_policies`] — IP policies, their rules, and IP restrictions.
 //! - [`error`] — [`StoreError`], the one error type.
 //! - `common` (private) — field validation, clock, id/token minting, error mapping.
 
@@ -41,6 +42,7 @@ pub mod api_keys;
 pub mod credentials;
 pub mod db;
 pub mod error;
+pub mod ip_policies;
 pub mod reservations;
 pub mod service_users;
 

@@ -215,7 +215,7 @@ fn check_update_text(description: Option<&str>, metadata: Option<&str>) -> Resul
 
 /// Rows of `table` (selected by `select`), newest first, after `before_id` when given, at most
 /// `limit`. An unknown `before_id` pages by id order (ids sort by creation second).
-async fn list_page<R>(
+pub(crate) async fn list_page<R>(
     store: &Store,
     table: &str,
     select: &str,
@@ -266,7 +266,7 @@ where
     })
 }
 
-async fn delete_by_id(store: &Store, table: &str, id: &str) -> Result<bool, StoreError> {
+pub(crate) async fn delete_by_id(store: &Store, table: &str, id: &str) -> Result<bool, StoreError> {
     let sql = format!("DELETE FROM {table} WHERE id = $1");
     let deleted = with_pool!(store, |pool| {
         sqlx::query(&sql)

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod credentials;
 pub mod endpoints;
+pub mod ip_policies;
 pub mod reserved_addrs;
 pub mod reserved_domains;
 pub mod service_users;
@@ -25,6 +26,9 @@ pub const COLLECTIONS: &[&str] = &[
     "bot_users",
     "credentials",
     "endpoints",
+    "ip_policies",
+    "ip_policy_rules",
+    "ip_restrictions",
     "reserved_addrs",
     "reserved_domains",
     "service_users",
@@ -44,6 +48,7 @@ pub fn routes() -> Router<ApiState> {
         .merge(tunnel_sessions::routes())
         .merge(tunnels::routes())
         .merge(endpoints::routes())
+        .merge(ip_policies::routes())
 }
 
 /// `GET /`: `{uri, subresource_uris: {name: url}}`.

@@ -138,6 +138,16 @@ struct VisitorConn {
 
 impl VisitorConn {
     async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+        // Policy: `endpoints` IP restrictions, checked per request so a new restriction also
+        // applies to kept-alive connections.
+        if !crate::ip_restrictions::visitor_admitted(&self.edge, self.addrs).await {
+            return error_page(
+                StatusCode::FORBIDDEN,
+                crate::ip_restrictions::VISITOR_IP_RESTRICTED,
+                "Forbidden",
+                "Your IP address is not allowed to reach this endpoint.",
+            );
+        }
         // Route.
         let Some(authority) = authority(&req) else {
             return error_page(

@@ -59,7 +59,7 @@ async fn handle(edge: Edge, mut tcp: TcpStream, addrs: VisitorAddrs) {
         .and_then(|name| edge.routes().host(name).cloned())
         .filter(|tunnel| tunnel.proto == Proto::Tls);
     if let Some(tunnel) = passthrough {
-        super::tcp::pipe(tunnel, tcp, addrs, hello.freeze()).await;
+        super::tcp::pipe(edge, tunnel, tcp, addrs, hello.freeze()).await;
         return;
     }
     let header_timeout = edge.config().visitor_header_timeout;

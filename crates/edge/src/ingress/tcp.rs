@@ -17,18 +17,27 @@ pub(crate) fn spawn_endpoint(edge: Edge, listener: TcpListener, tunnel: Arc<Tunn
     tokio::spawn(async move {
         let stop = tunnel.gone.clone();
         super::accept_loop(&edge, listener, Some(stop), |tcp, addrs| {
-            pipe(tunnel.clone(), tcp, addrs, Bytes::new())
+            pipe(edge.clone(), tunnel.clone(), tcp, addrs, Bytes::new())
         })
         .await;
     });
 }
 
 /// Opens a proxy stream to `tunnel`'s agent and copies bytes both ways until both sides close.
-/// `prefix` is sent first (bytes already read from the visitor, such as a ClientHello).
-pub(crate) async fn pipe<V>(tunnel: Arc<Tunnel>, mut visitor: V, addrs: VisitorAddrs, prefix: Bytes)
-where
+/// `prefix` is sent first (bytes already read from the visitor, such as a ClientHello). A visitor
+/// an `endpoints` IP restriction refuses is closed without a byte.
+pub(crate) async fn pipe<V>(
+    edge: Edge,
+    tunnel: Arc<Tunnel>,
+    mut visitor: V,
+    addrs: VisitorAddrs,
+    prefix: Bytes,
+) where
     V: AsyncRead + AsyncWrite + Unpin,
 {
+    if !crate::ip_restrictions::visitor_admitted(&edge, addrs).await {
+        return;
+    }
     let mut stream = match tunnel.connect(addrs.remote, addrs.local).await {
         Ok(stream) => stream,
         Err(error) => {

@@ -23,7 +23,8 @@ fn prefix_spellings_match_ngrok() {
     assert_eq!(
         spelled,
         [
-            "cr", "ak", "ts", "tn", "ep", "service", "rd", "ra", "ed", "esb", "ev"
+            "cr", "ak", "ts", "tn", "ep", "service", "rd", "ra", "ed", "esb", "ev", "ipp", "ipr",
+            "ipx"
         ]
     );
 }

@@ -13,10 +13,13 @@
 //!   size, resident memory) is read here around each Warren path's load.
 //! - [`procs`]: child processes, free ports, RSS and CPU time from `/proc`.
 //! - [`report`]: the tables.
+//! - [`api`]: `warren-bench api`, the REST API and agent authentication against a large
+//!   credential store (SQLite and PostgreSQL).
 //!
 //! Everything binds and targets 127.0.0.1 only; every loop is bounded in count and time.
 
 mod agent;
+mod api;
 mod load;
 mod memory;
 mod origin;
@@ -58,6 +61,9 @@ enum Role {
     Origin,
     /// Be Warren's agent: one SDK session forwarding three endpoints (started by `run`).
     Agent(AgentArgs),
+    /// The REST API and agent authentication against a large credential store, on SQLite and
+    /// PostgreSQL (what bench/api.sh calls).
+    Api(api::ApiArgs),
 }
 
 #[derive(Args)]
@@ -160,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Role::Origin => origin::run().await,
+        Role::Api(args) => api::main(args).await,
         Role::Agent(args) => {
             let edge = agent::Edge {
                 agent_addr: args.server_addr,

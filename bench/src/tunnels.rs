@@ -131,6 +131,10 @@ pub struct Warrend {
     pub edge: agent::Edge,
     /// Public HTTP listener.
     pub http_addr: SocketAddr,
+    /// The REST API listener.
+    pub api_addr: SocketAddr,
+    /// The bootstrap admin API key (`Authorization: Bearer …` on the REST API).
+    pub admin_api_key: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -141,10 +145,23 @@ pub async fn start_warrend(
     logs: &Path,
     max_sessions: Option<usize>,
 ) -> anyhow::Result<Warrend> {
+    start_warrend_with(bin, logs, max_sessions, None).await
+}
+
+/// [`start_warrend`] on the database at `database_url` (`--database-url`; an empty store, so
+/// the bootstrap credential and admin API key come from the environment) instead of SQLite in
+/// the data directory.
+pub async fn start_warrend_with(
+    bin: &Path,
+    logs: &Path,
+    max_sessions: Option<usize>,
+    database_url: Option<&str>,
+) -> anyhow::Result<Warrend> {
     let dir = tempfile::Builder::new().prefix("warren-bench-").tempdir()?;
     let (agent_addr, http_addr, https_addr, api_addr) =
         (free_addr()?, free_addr()?, free_addr()?, free_addr()?);
     let authtoken = random_token(40);
+    let admin_api_key = random_token(40);
     let mut cmd = Command::new(bin);
     cmd.arg("--data-dir")
         .arg(dir.path())
@@ -154,8 +171,11 @@ pub async fn start_warrend(
         .args(["--api-addr", &api_addr.to_string()])
         .args(["--tcp-ports", "0", "--tcp-bind-ip", "127.0.0.1"])
         .env("WARREN_AUTHTOKEN", &authtoken)
-        .env("WARREN_ADMIN_API_KEY", random_token(40))
+        .env("WARREN_ADMIN_API_KEY", &admin_api_key)
         .env("WARREN_LOG", "warn");
+    if let Some(url) = database_url {
+        cmd.arg("--database-url").arg(url);
+    }
     if let Some(max) = max_sessions {
         cmd.env("WARREN_MAX_SESSIONS_PER_CREDENTIAL", max.to_string());
     }
@@ -177,6 +197,8 @@ pub async fn start_warrend(
             nodelay: false,
         },
         http_addr,
+        api_addr,
+        admin_api_key,
         dir,
     })
 }

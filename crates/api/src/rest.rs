@@ -83,6 +83,12 @@ pub mod code {
     pub const CONFLICT: u32 = 409;
     /// Internal error.
     pub const INTERNAL: u32 = 500;
+    /// Cloud endpoints are not implemented by Warren (the wire's "not implemented" number).
+    pub const CLOUD_ENDPOINTS_UNSUPPORTED: u32 = 90007;
+    /// The agent refused a command; `msg` carries the agent's own text.
+    pub const AGENT_REFUSED: u32 = 90101;
+    /// The agent did not answer a command in time, or its answer was unreadable.
+    pub const AGENT_NO_ANSWER: u32 = 90102;
 }
 
 /// An API error: HTTP status, `ERR_NGROK_` number and message. Rendered as

@@ -25,13 +25,6 @@ use crate::rest::{self, ApiError, ApiResult, Page};
 /// The `type` of every endpoint this API shows: served by an agent.
 pub const AGENT_ENDPOINT_TYPE: &str = "agent";
 
-/// Warren's API error codes for endpoints (Warren-only range, ERR_NGROK_90000..=90999).
-pub mod code {
-    /// Cloud endpoints are not implemented by Warren (same number as the wire's
-    /// "not implemented by this server").
-    pub const CLOUD_ENDPOINTS_UNSUPPORTED: u32 = 90007;
-}
-
 /// The routes of `/endpoints`.
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -260,7 +253,7 @@ async fn get_one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiRe
 async fn cloud_unsupported() -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        code::CLOUD_ENDPOINTS_UNSUPPORTED,
+        rest::code::CLOUD_ENDPOINTS_UNSUPPORTED,
         "Cloud endpoints are not supported by Warren. Agent endpoints are read-only here: \
          an agent creates one by binding it and removes it by closing its listener.",
     )

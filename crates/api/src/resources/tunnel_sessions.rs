@@ -30,14 +30,6 @@ pub const REGION: &str = "warren";
 /// The `transport` of every tunnel session (agents speak the ngrok v2 protocol over muxado).
 pub const TRANSPORT: &str = "ngrok/2";
 
-/// Warren's API error codes for remote control (Warren-only range, ERR_NGROK_90000..=90999).
-pub mod code {
-    /// The agent refused the command; `msg` carries the agent's own text.
-    pub const AGENT_REFUSED: u32 = 90101;
-    /// The agent did not answer the command in time, or its answer was unreadable.
-    pub const AGENT_NO_ANSWER: u32 = 90102;
-}
-
 /// The routes of `/tunnel_sessions`.
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -212,13 +204,13 @@ fn command_error(name: &str, error: CommandError) -> ApiError {
         CommandError::NotFound => ApiError::not_found(),
         CommandError::Refused(text) => ApiError::new(
             StatusCode::CONFLICT,
-            code::AGENT_REFUSED,
+            rest::code::AGENT_REFUSED,
             format!("The agent refused the {name} command: {text}"),
         )
         .detail("agent_error", text),
         CommandError::NoAnswer(why) => ApiError::new(
             StatusCode::BAD_GATEWAY,
-            code::AGENT_NO_ANSWER,
+            rest::code::AGENT_NO_ANSWER,
             format!("The agent did not answer the {name} command: {why}"),
         ),
     }
@@ -233,7 +225,7 @@ mod tests {
         let refused = command_error("restart", CommandError::Refused("no callback".into()));
         assert_eq!(
             (refused.status, refused.code),
-            (StatusCode::CONFLICT, code::AGENT_REFUSED)
+            (StatusCode::CONFLICT, rest::code::AGENT_REFUSED)
         );
         assert!(refused.msg.contains("no callback"), "{}", refused.msg);
         let silent = command_error("stop", CommandError::NoAnswer("timed out".into()));

@@ -5,10 +5,8 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use http::{Method, Request, StatusCode};
-use http_body_util::Full;
+use http::{Method, StatusCode};
 use ngrok::Error as _;
 use ngrok::prelude::*;
 use ngrok_api::types::{
@@ -17,33 +15,16 @@ use ngrok_api::types::{
 };
 use serde_json::Value;
 use tokio::time::{Instant, timeout};
-use warren_testkit::client::HttpVisitor;
 use warren_testkit::{STEP_TIMEOUT, TestEdge, origin};
 
 /// The `error_code` of an API error (panics on a transport error).
 fn code(e: ngrok_api::Error) -> String {
-    match e {
-        ngrok_api::Error::Ngrok(e) => e.error_code,
-        other => panic!("expected an API error, got {other:?}"),
-    }
+    warren_testkit::api_error_code(e)
 }
 
 /// A raw JSON request to the API with the admin key.
 async fn raw(edge: &TestEdge, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {}", edge.api_key))
-        .header("ngrok-version", "2")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let reply = HttpVisitor::plain(edge.server.api_addr)
-        .send("localhost", req)
-        .await
-        .unwrap();
-    let value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-    (reply.status, value)
+    edge.api_request(method, path, body).await
 }
 
 fn credential(description: &str, acl: &[&str], owner: Option<&str>) -> CredentialCreate {

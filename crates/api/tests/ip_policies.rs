@@ -4,8 +4,7 @@
 //! restrictions on this API (ERR_NGROK_220). Tests run from 127.0.0.1.
 
 use futures::TryStreamExt;
-use http::{Method, Request, StatusCode};
-use http_body_util::Full;
+use http::{Method, StatusCode};
 use ngrok::Error as _;
 use ngrok::prelude::*;
 use ngrok_api::types::{
@@ -13,33 +12,14 @@ use ngrok_api::types::{
     IPRestrictionCreate, IPRestrictionUpdate,
 };
 use serde_json::Value;
-use warren_testkit::client::HttpVisitor;
 use warren_testkit::{TestEdge, origin};
 
-/// The `ERR_NGROK_…` code of an API error.
-fn api_code(e: ngrok_api::Error) -> String {
-    match e {
-        ngrok_api::Error::Ngrok(e) => e.error_code,
-        other => panic!("not an ngrok error: {other:?}"),
-    }
-}
+use warren_testkit::api_error_code as api_code;
 
 /// `method path` on the API with a raw JSON body; returns the status and the JSON reply.
 async fn raw(edge: &TestEdge, method: Method, path: &str, body: &str) -> (u16, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {}", edge.api_key))
-        .header("ngrok-version", "2")
-        .header("content-type", "application/json")
-        .body(Full::new(bytes::Bytes::from(body.to_owned())))
-        .unwrap();
-    let reply = HttpVisitor::plain(edge.server.api_addr)
-        .send("localhost", req)
-        .await
-        .unwrap();
-    let json: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-    (reply.status.as_u16(), json)
+    let (status, json) = edge.api_request(method, path, body).await;
+    (status.as_u16(), json)
 }
 
 /// A policy with one rule; returns the policy id.

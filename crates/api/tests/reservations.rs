@@ -3,8 +3,7 @@
 //! reservations.
 
 use futures::TryStreamExt;
-use http::{Method, Request};
-use http_body_util::Full;
+use http::Method;
 use ngrok::Error as _;
 use ngrok::prelude::*;
 use ngrok_api::types::{
@@ -14,49 +13,22 @@ use ngrok_api::types::{
 use serde_json::Value;
 use url::Url;
 use warren_edge::PortRange;
-use warren_testkit::client::HttpVisitor;
 use warren_testkit::{TestEdge, origin};
 
-/// The `ERR_NGROK_…` code of an API error.
-fn api_code(e: ngrok_api::Error) -> String {
-    match e {
-        ngrok_api::Error::Ngrok(e) => e.error_code,
-        other => panic!("not an ngrok error: {other:?}"),
-    }
-}
+use warren_testkit::api_error_code as api_code;
 
 /// `GET path` on the API, as raw JSON (to see every key, null ones included).
 async fn raw_get(edge: &TestEdge, path: &str) -> Value {
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri(path)
-        .header("authorization", format!("Bearer {}", edge.api_key))
-        .header("ngrok-version", "2")
-        .body(Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let reply = HttpVisitor::plain(edge.server.api_addr)
-        .send("localhost", req)
-        .await
-        .unwrap();
-    serde_json::from_slice(&reply.body).unwrap()
+    let (_, json) = edge.api_request(Method::GET, path, "").await;
+    assert!(!json.is_null(), "GET {path} answered no JSON");
+    json
 }
 
 /// `POST path` with a raw JSON body; returns the status and the `error_code`.
 async fn raw_post(edge: &TestEdge, path: &str, body: &str) -> (u16, Value) {
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header("authorization", format!("Bearer {}", edge.api_key))
-        .header("ngrok-version", "2")
-        .header("content-type", "application/json")
-        .body(Full::new(bytes::Bytes::from(body.to_owned())))
-        .unwrap();
-    let reply = HttpVisitor::plain(edge.server.api_addr)
-        .send("localhost", req)
-        .await
-        .unwrap();
-    let json: Value = serde_json::from_slice(&reply.body).unwrap();
-    (reply.status.as_u16(), json["error_code"].clone())
+    let (status, json) = edge.api_request(Method::POST, path, body).await;
+    assert!(!json.is_null(), "POST {path} answered no JSON");
+    (status.as_u16(), json["error_code"].clone())
 }
 
 #[tokio::test]

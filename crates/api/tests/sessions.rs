@@ -6,14 +6,12 @@
 use std::collections::HashSet;
 
 use futures::TryStreamExt;
-use http::{Method, Request, StatusCode};
-use http_body_util::Full;
+use http::{Method, StatusCode};
 use ngrok::prelude::*;
 use ngrok_api::types::{EndpointCreate, EndpointList, FilteredPaging, Paging};
 use serde_json::Value;
 use tokio::time::timeout;
 use warren_model::ids::IdPrefix;
-use warren_testkit::client::HttpVisitor;
 use warren_testkit::{STEP_TIMEOUT, TestEdge};
 
 /// The credential id behind `token`.
@@ -48,23 +46,7 @@ async fn raw(edge: &TestEdge, method: Method, path: &str) -> (StatusCode, Value)
 
 /// [`raw`] with a JSON request body (none when empty).
 async fn raw_with(edge: &TestEdge, method: Method, path: &str, json: &str) -> (StatusCode, Value) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {}", edge.api_key))
-        .header("ngrok-version", "2");
-    if !json.is_empty() {
-        req = req.header("content-type", "application/json");
-    }
-    let req = req
-        .body(Full::new(bytes::Bytes::from(json.to_owned())))
-        .unwrap();
-    let reply = HttpVisitor::plain(edge.server.api_addr)
-        .send("localhost", req)
-        .await
-        .unwrap();
-    let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-    (reply.status, body)
+    edge.api_request(method, path, json).await
 }
 
 /// `GET /endpoints` parsed into the official client's type. (The Rust client's own

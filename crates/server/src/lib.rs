@@ -44,7 +44,13 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     let created = bootstrap::ensure(&store, &config.bootstrap).await?;
+    let events = warren_events::Events::new(store.clone(), config.events.clone(), config.clock.clone());
+    events
+        .start()
+        .await
+        .context("starting event export from the store")?;
     let edge = Edge::new(config.edge.clone(), store)?;
+    edge.attach_events(events);
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
@@ -105,6 +111,9 @@ impl Server {
     /// Drains and stops: visitors first, then agents (see [`Edge::shutdown`]).
     pub async fn shutdown(mut self) {
         self.edge.shutdown().await;
+        if let Some(events) = self.edge.events() {
+            events.shutdown().await;
+        }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
     }

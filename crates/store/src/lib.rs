@@ -20,6 +20,8 @@
 //! - [`api_keys`] — the `api_keys` table.
 //! - [`reservations`] — the `reserved_domains` and `reserved_addrs` tables.
 //! - [`ip_policies`] — IP policies, their rules, and IP restrictions.
+//! - [`events`] — event destinations, subscriptions and the delivery outbox.
+//! - [`usage`] — traffic per clock hour, endpoint and credential.
 //! - [`error`] — [`StoreError`], the one error type.
 //! - `common` (private) — field validation, clock, id/token minting, error mapping.
 
@@ -42,9 +44,11 @@ pub mod api_keys;
 pub mod credentials;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod ip_policies;
 pub mod reservations;
 pub mod service_users;
+pub mod usage;
 
 pub use api_keys::ApiKey;
 pub use credentials::{Credential, NewCredential};

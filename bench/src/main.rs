@@ -15,11 +15,14 @@
 //! - [`report`]: the tables.
 //! - [`api`]: `warren-bench api`, the REST API and agent authentication against a large
 //!   credential store (SQLite and PostgreSQL).
+//! - [`events`]: `warren-bench events`, event export: events/s through the outbox to a webhook
+//!   and to a file, and the data plane's requests/s with export off and on.
 //!
 //! Everything binds and targets 127.0.0.1 only; every loop is bounded in count and time.
 
 mod agent;
 mod api;
+mod events;
 mod load;
 mod memory;
 mod origin;
@@ -64,6 +67,9 @@ enum Role {
     /// The REST API and agent authentication against a large credential store, on SQLite and
     /// PostgreSQL (what bench/api.sh calls).
     Api(api::ApiArgs),
+    /// Event export: events/s through the outbox to a webhook and to a file, and the data
+    /// plane's requests/s with export off and on (what bench/events.sh calls).
+    Events(events::EventsArgs),
 }
 
 #[derive(Args)]
@@ -167,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Role::Origin => origin::run().await,
         Role::Api(args) => api::main(args).await,
+        Role::Events(args) => events::main(args).await,
         Role::Agent(args) => {
             let edge = agent::Edge {
                 agent_addr: args.server_addr,

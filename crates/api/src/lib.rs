@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use warren_edge::Edge;
@@ -35,6 +37,10 @@ struct StateInner {
     store: Store,
     edge: Edge,
     base_url: String,
+    /// Permits for open `/event_stream` connections.
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Set once the API shuts down: long-lived responses end.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl ApiState {
@@ -46,6 +52,10 @@ impl ApiState {
                 store,
                 edge,
                 base_url: base_url.trim_end_matches('/').to_owned(),
+                streams: Arc::new(tokio::sync::Semaphore::new(
+                    resources::event_stream::MAX_STREAMS,
+                )),
+                closing: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -60,14 +70,44 @@ impl ApiState {
         &self.inner.edge
     }
 
+    /// The permits of open event streams.
+    pub(crate) fn streams(&self) -> Arc<tokio::sync::Semaphore> {
+        self.inner.streams.clone()
+    }
+
+    /// Becomes `true` when the API shuts down.
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+
+    /// Ends long-lived responses (event streams); called when the listener shuts down.
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
     /// The absolute URL of `path` (`/credentials/cr_…`).
     pub fn uri(&self, path: &str) -> String {
         format!("{}{path}", self.inner.base_url)
     }
 }
 
-/// The whole API: authenticated resource routes; `GET /healthz` and `GET /openapi.json` without
-/// authentication; JSON 404/405 for everything else.
+/// The content type of `GET /metrics`.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `GET /metrics`: the edge's metrics, then the event pipeline's, in the OpenMetrics text format.
+async fn metrics(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {
+    let mut out = String::new();
+    state.edge().encode_metrics(&mut out);
+    if let Some(events) = state.edge().events() {
+        events.encode_metrics(&mut out);
+    }
+    out.push_str("# EOF\n");
+    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], out).into_response()
+}
+
+/// The whole API: authenticated resource routes; `GET /healthz`, `GET /metrics` and
+/// `GET /openapi.json` without authentication; JSON 404/405 for everything else.
 pub fn router(state: ApiState) -> Router {
     let authenticated = resources::routes().route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -78,6 +118,7 @@ pub fn router(state: ApiState) -> Router {
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),
@@ -89,13 +130,18 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves; open event streams end then.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let closer = state.clone();
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let shutdown = async move {
+        shutdown.await;
+        closer.close();
+    };
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

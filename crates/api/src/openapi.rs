@@ -152,6 +152,87 @@ const IP_RESTRICTIONS: [Route; 5] = crud!(
     "IPRestrictionUpdate",
     "IPRestrictionList"
 );
+const EVENT_DESTINATIONS: [Route; 5] = crud!(
+    "/event_destinations",
+    "/event_destinations/{id}",
+    "EventDestination",
+    "EventDestinationCreate",
+    "EventDestinationUpdate",
+    "EventDestinationList"
+);
+const EVENT_SUBSCRIPTIONS: [Route; 5] = crud!(
+    "/event_subscriptions",
+    "/event_subscriptions/{id}",
+    "EventSubscription",
+    "EventSubscriptionCreate",
+    "EventSubscriptionUpdate",
+    "EventSubscriptionList"
+);
+const EVENTS: [Route; 9] = [
+    route(
+        "post",
+        "/event_destinations/{id}/requeue",
+        "Put a destination's parked events back in line (Warren extension)",
+        Some("Empty"),
+        (200, Some("EventDestinationRequeued")),
+    ),
+    route(
+        "post",
+        "/event_subscriptions/{id}/sources",
+        "Add an event type to a subscription",
+        Some("EventSourceCreate"),
+        (201, Some("EventSource")),
+    ),
+    route(
+        "get",
+        "/event_subscriptions/{id}/sources",
+        "List a subscription's event types",
+        None,
+        (200, Some("EventSourceList")),
+    ),
+    route(
+        "get",
+        "/event_subscriptions/{id}/sources/{type}",
+        "Get an event type of a subscription",
+        None,
+        (200, Some("EventSource")),
+    ),
+    route(
+        "patch",
+        "/event_subscriptions/{id}/sources/{type}",
+        "Update an event type of a subscription (nothing to change; returns it)",
+        Some("EventSourceUpdate"),
+        (200, Some("EventSource")),
+    ),
+    route(
+        "delete",
+        "/event_subscriptions/{id}/sources/{type}",
+        "Remove an event type from a subscription",
+        None,
+        (204, None),
+    ),
+    route(
+        "get",
+        "/event_stream",
+        "Live events as Server-Sent Events (Warren extension; query `types=a.v0,b.v0`)",
+        None,
+        (200, None),
+    ),
+    route(
+        "get",
+        "/usage",
+        "Traffic and active endpoint hours over a time range (Warren extension)",
+        None,
+        (200, Some("Usage")),
+    ),
+    route(
+        "get",
+        "/metrics",
+        "Metrics in the OpenMetrics text format (no authentication)",
+        None,
+        (200, None),
+    ),
+];
 const LIVE: [Route; 13] = [
     route(
         "get",
@@ -252,6 +333,9 @@ pub fn routes() -> impl Iterator<Item = &'static Route> {
         .chain(IP_POLICIES.iter())
         .chain(IP_POLICY_RULES.iter())
         .chain(IP_RESTRICTIONS.iter())
+        .chain(EVENT_DESTINATIONS.iter())
+        .chain(EVENT_SUBSCRIPTIONS.iter())
+        .chain(EVENTS.iter())
         .chain(LIVE.iter())
 }
 
@@ -429,6 +513,8 @@ pub const SCHEMAS: &[Schema] = &[
             ("region", "string"),
             ("started_at", "string"),
             ("transport", "string"),
+            ("last_heartbeat_at", "string?"),
+            ("latency_ms", "number?"),
         ],
     ),
     schema("TunnelSessionsUpdate", &[("version", "string")]),
@@ -644,6 +730,146 @@ pub const SCHEMAS: &[Schema] = &[
         ],
     ),
     schema(
+        "EventDestination",
+        &[
+            ("id", "string"),
+            ("uri", "string"),
+            ("created_at", "string"),
+            ("description", "string"),
+            ("metadata", "string"),
+            ("format", "string"),
+            ("target", "object"),
+            ("delivery", "EventDelivery"),
+        ],
+    ),
+    schema(
+        "EventDelivery",
+        &[
+            ("delivered", "boolean"),
+            ("pending", "integer"),
+            ("parked", "integer"),
+            ("oldest_pending_at", "string?"),
+            ("last_error", "string"),
+        ],
+    ),
+    schema(
+        "EventDestinationCreate",
+        &[
+            ("description", "string"),
+            ("metadata", "string"),
+            ("format", "string"),
+            ("target", "object"),
+        ],
+    ),
+    schema(
+        "EventDestinationUpdate",
+        &[
+            ("description", "string"),
+            ("metadata", "string"),
+            ("format", "string"),
+            ("target", "object"),
+        ],
+    ),
+    schema(
+        "EventDestinationList",
+        &[
+            ("event_destinations", "[EventDestination]"),
+            ("uri", "string"),
+            ("next_page_uri", "string?"),
+        ],
+    ),
+    schema("EventDestinationRequeued", &[("requeued", "integer")]),
+    schema("EventSource", &[("type", "string"), ("uri", "string")]),
+    schema("EventSourceReplace", &[("type", "string")]),
+    schema("EventSourceCreate", &[("type", "string")]),
+    schema("EventSourceUpdate", &[("type", "string")]),
+    schema(
+        "EventSourceList",
+        &[("sources", "[EventSource]"), ("uri", "string")],
+    ),
+    schema(
+        "EventSubscription",
+        &[
+            ("id", "string"),
+            ("uri", "string"),
+            ("created_at", "string"),
+            ("description", "string"),
+            ("metadata", "string"),
+            ("sources", "[EventSource]"),
+            ("destinations", "[Ref]"),
+        ],
+    ),
+    schema(
+        "EventSubscriptionCreate",
+        &[
+            ("description", "string"),
+            ("metadata", "string"),
+            ("sources", "[EventSourceReplace]"),
+            ("destination_ids", "[string]"),
+        ],
+    ),
+    schema(
+        "EventSubscriptionUpdate",
+        &[
+            ("description", "string"),
+            ("metadata", "string"),
+            ("sources", "[EventSourceReplace]"),
+            ("destination_ids", "[string]"),
+        ],
+    ),
+    schema(
+        "EventSubscriptionList",
+        &[
+            ("event_subscriptions", "[EventSubscription]"),
+            ("uri", "string"),
+            ("next_page_uri", "string?"),
+        ],
+    ),
+    schema(
+        "Usage",
+        &[
+            ("uri", "string"),
+            ("start", "string"),
+            ("end", "string"),
+            ("endpoints", "[UsageEndpoint]"),
+            ("credentials", "[UsageCredential]"),
+            ("totals", "UsageTotals"),
+        ],
+    ),
+    schema(
+        "UsageEndpoint",
+        &[
+            ("endpoint", "string"),
+            ("credential_id", "string"),
+            ("active_hours", "integer"),
+            ("bytes_in", "integer"),
+            ("bytes_out", "integer"),
+            ("requests", "integer"),
+            ("connections", "integer"),
+        ],
+    ),
+    schema(
+        "UsageCredential",
+        &[
+            ("credential_id", "string"),
+            ("active_endpoint_hours", "integer"),
+            ("bytes_in", "integer"),
+            ("bytes_out", "integer"),
+            ("requests", "integer"),
+            ("connections", "integer"),
+        ],
+    ),
+    schema(
+        "UsageTotals",
+        &[
+            ("active_endpoint_hours", "integer"),
+            ("bytes_in", "integer"),
+            ("bytes_out", "integer"),
+            ("requests", "integer"),
+            ("connections", "integer"),
+        ],
+    ),
+    schema(
         "Error",
         &[
             ("error_code", "string"),
@@ -660,6 +886,7 @@ fn type_of(t: &str) -> Value {
         "string?" => json!({"type": ["string", "null"]}),
         "boolean" => json!({"type": "boolean"}),
         "integer" => json!({"type": "integer"}),
+        "number?" => json!({"type": ["number", "null"]}),
         "object" => json!({"type": ["object", "null"]}),
         "[string]" => json!({"type": "array", "items": {"type": "string"}}),
         "Ref" => json!({"$ref": "#/components/schemas/Ref"}),
@@ -671,6 +898,33 @@ fn type_of(t: &str) -> Value {
     }
 }
 
+/// Paths served without authentication or `Ngrok-Version`.
+pub const UNAUTHENTICATED: &[&str] = &["/openapi.json", "/metrics"];
+
+/// The `{name}` placeholders of `path`, in order.
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+/// The query parameters of the extension routes that take some.
+fn query_params(path: &str) -> &'static [(&'static str, &'static str)] {
+    match path {
+        "/usage" => &[
+            (
+                "start",
+                "RFC 3339; default: the first day of this month, 00:00 UTC",
+            ),
+            ("end", "RFC 3339; default: now"),
+            ("credential_id", "only this credential's traffic"),
+            ("endpoint", "only this endpoint URL's traffic"),
+        ],
+        "/event_stream" => &[("types", "comma-separated event types to keep")],
+        _ => &[],
+    }
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -678,10 +932,13 @@ pub fn document() -> Value {
         let mut op = Map::new();
         op.insert("summary".into(), json!(r.summary));
         let mut params = Vec::new();
-        if r.path.contains("{id}") {
+        for name in path_params(r.path) {
             params.push(
-                json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}),
             );
+        }
+        for (name, description) in query_params(r.path) {
+            params.push(json!({"name": name, "in": "query", "description": description, "schema": {"type": "string"}}));
         }
         if r.method == "get"
             && !r.path.contains("{id}")
@@ -690,7 +947,7 @@ pub fn document() -> Value {
             params.push(json!({"name": "before_id", "in": "query", "schema": {"type": "string"}}));
             params.push(json!({"name": "limit", "in": "query", "schema": {"type": "string"}}));
         }
-        if r.path != "/openapi.json" {
+        if !UNAUTHENTICATED.contains(&r.path) {
             params.push(json!({"name": "Ngrok-Version", "in": "header", "required": true, "schema": {"type": "integer", "default": 2}}));
         }
         op.insert("parameters".into(), Value::Array(params));
@@ -713,7 +970,7 @@ pub fn document() -> Value {
             json!({"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
         );
         op.insert("responses".into(), Value::Object(responses));
-        if r.path != "/openapi.json" {
+        if !UNAUTHENTICATED.contains(&r.path) {
             op.insert("security".into(), json!([{"bearer": []}]));
         }
         paths

@@ -89,6 +89,10 @@ pub mod code {
     pub const AGENT_REFUSED: u32 = 90101;
     /// The agent did not answer a command in time, or its answer was unreadable.
     pub const AGENT_NO_ANSWER: u32 = 90102;
+    /// Too many `/event_stream` connections are open at once.
+    pub const TOO_MANY_STREAMS: u32 = 90201;
+    /// The event pipeline is not running on this server.
+    pub const EVENTS_UNAVAILABLE: u32 = 90202;
 }
 
 /// An API error: HTTP status, `ERR_NGROK_` number and message. Rendered as
@@ -486,7 +490,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
 }
 
 /// Decoded `key=value` pairs of a query string.
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |s: &str| -> String {
         let s = s.replace('+', " ");
         let bytes = s.as_bytes();

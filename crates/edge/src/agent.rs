@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -37,6 +37,7 @@ use warren_proto::{
 use warren_model::acl::Acl;
 
 use crate::config::RPC_READ_TIMEOUT;
+use crate::metrics::ConnectFailure;
 use crate::routes::RouteKey;
 use crate::tunnel::{Proto, Tunnel};
 use crate::{CommandError, Edge};
@@ -78,10 +79,45 @@ pub struct AgentSession {
     pub(crate) acl: SessionAcl,
     /// The agent's address as seen by the edge.
     pub remote_addr: SocketAddr,
+    /// The edge address the agent connected to.
+    pub ingress_addr: SocketAddr,
+    /// The server name the agent asked for in its TLS handshake (empty without SNI).
+    pub ingress_hostname: String,
     pub started_at: OffsetDateTime,
     pub info: AgentInfo,
     pub(crate) mux: warren_mux::Session,
     pub(crate) tunnels: Mutex<HashMap<String, Arc<Tunnel>>>,
+    /// The edge's heartbeat measurements, once the heartbeat runs.
+    pub(crate) heartbeat: OnceLock<warren_mux::heartbeat::HeartbeatProbe>,
+    /// Why the edge ended the session, set by whoever closes it before closing (the first
+    /// writer wins); unset when the agent or the connection ended it.
+    pub(crate) stop_reason: OnceLock<String>,
+}
+
+/// Why a session ended, as `agent_session_stop.v0` reports it in `error`.
+pub mod stop_reason {
+    /// The agent hung up (EOF or GOAWAY).
+    pub const CLOSED_BY_AGENT: &str = "closed by agent";
+    /// The agent stopped answering heartbeats.
+    pub const HEARTBEAT_TIMEOUT: &str = "heartbeat timeout";
+    /// The session's credential was deleted.
+    pub const CREDENTIAL_REVOKED: &str = "credential revoked";
+    /// The credential's service-user owner was deactivated.
+    pub const OWNER_DEACTIVATED: &str = "owner deactivated";
+    /// An `agent` IP restriction now refuses the agent's address.
+    pub const AGENT_IP_RESTRICTED: &str = "agent IP restricted";
+    /// The control plane disconnected the session.
+    pub const STOPPED_BY_OPERATOR: &str = "stopped by operator";
+    /// The same agent connected again, and this older session was dropped.
+    pub const REPLACED: &str = "replaced by a new session of the same agent";
+    /// The edge is shutting down.
+    pub const EDGE_SHUTDOWN: &str = "edge shutdown";
+    /// The edge closed the session for a reason not listed here.
+    pub const CLOSED_BY_EDGE: &str = "closed by edge";
+    /// Prefix of a transport failure (`connection lost: <io error>`).
+    pub const CONNECTION_LOST: &str = "connection lost";
+    /// Prefix of a protocol violation (`protocol error: <what>`).
+    pub const PROTOCOL_ERROR: &str = "protocol error";
 }
 
 impl std::fmt::Debug for AgentSession {
@@ -143,12 +179,18 @@ pub enum AgentCommand {
 impl AgentSession {
     /// When the agent last answered a heartbeat probe.
     pub fn last_heartbeat_at(&self) -> Option<OffsetDateTime> {
-        None
+        let at = self.heartbeat.get()?.last_echo_at()?;
+        Some(OffsetDateTime::from(at))
     }
 
     /// Round-trip time of the last answered heartbeat probe.
     pub fn latency(&self) -> Option<std::time::Duration> {
-        None
+        self.heartbeat.get()?.latency()
+    }
+
+    /// Why the edge ended (or is ending) this session, if it did.
+    pub fn stop_reason(&self) -> Option<&str> {
+        self.stop_reason.get().map(String::as_str)
     }
 
     /// The tunnels this session has bound.
@@ -166,8 +208,14 @@ impl AgentSession {
         self.tunnels.lock().expect("tunnels lock").get(id).cloned()
     }
 
-    /// Closes the connection without ceremony.
+    /// Closes the connection without ceremony (reported as stopped by the operator).
     pub fn close(&self) {
+        self.close_because(stop_reason::STOPPED_BY_OPERATOR);
+    }
+
+    /// Records `reason` (unless a reason was recorded already) and closes the connection.
+    pub fn close_because(&self, reason: &str) {
+        let _ = self.stop_reason.set(reason.to_owned());
         self.mux.close();
     }
 
@@ -310,23 +358,34 @@ pub(crate) async fn serve(edge: Edge, listener: TcpListener) {
 }
 
 async fn handle(edge: Edge, tcp: TcpStream, remote: SocketAddr) {
+    let metrics = edge.inner().metrics.clone();
     let deadline = Instant::now() + edge.config().agent_handshake_timeout;
+    let local = tcp.local_addr().unwrap_or(remote);
     let acceptor = TlsAcceptor::from(edge.inner().agent_tls.clone());
     let tls = match timeout_at(deadline, acceptor.accept(crate::quickack::QuickAck(tcp))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::debug!(%remote, %error, "agent TLS handshake failed");
+            metrics.connect_failed(ConnectFailure::TlsHandshake);
             return;
         }
         Err(_) => {
             tracing::debug!(%remote, "agent TLS handshake timed out");
+            metrics.connect_failed(ConnectFailure::HandshakeTimeout);
             return;
         }
     };
+    let sni = tls.get_ref().1.server_name().unwrap_or_default().to_owned();
     let mux = warren_mux::Session::new(tls, warren_mux::Config::server());
-    let Some(session) = authenticate(&edge, &mux, remote, deadline).await else {
-        return;
+    let addrs = crate::VisitorAddrs { remote, local };
+    let session = match authenticate(&edge, &mux, addrs, sni, deadline).await {
+        Ok(session) => session,
+        Err(failure) => {
+            metrics.connect_failed(failure);
+            return;
+        }
     };
+    metrics.connected();
     tracing::info!(
         session = %session.id,
         credential = %session.credential_id,
@@ -334,17 +393,25 @@ async fn handle(edge: Edge, tcp: TcpStream, remote: SocketAddr) {
         client = %session.info.user_agent,
         "agent session started"
     );
-    let heartbeat = warren_mux::heartbeat::start(
+    emit_session_event(&edge, &session, None);
+    let observer: warren_mux::heartbeat::RoundTripObserver = {
+        let metrics = metrics.clone();
+        Arc::new(move |rtt| metrics.heartbeat(rtt))
+    };
+    let heartbeat = warren_mux::heartbeat::start_observed(
         &mux,
         warren_mux::heartbeat::HeartbeatConfig {
             interval: edge.config().heartbeat_interval,
             tolerance: edge.config().heartbeat_tolerance,
         },
+        Some(observer),
     );
+    let _ = session.heartbeat.set(heartbeat.probe());
     let stop = edge.inner().agents_stop.clone();
     loop {
         let (ty, stream) = tokio::select! {
             _ = stop.cancelled() => {
+                let _ = session.stop_reason.set(stop_reason::EDGE_SHUTDOWN.to_owned());
                 mux.go_away(ErrorCode::NoError, "edge shutting down");
                 break;
             }
@@ -358,10 +425,48 @@ async fn handle(edge: Edge, tcp: TcpStream, remote: SocketAddr) {
         tokio::spawn(async move { dispatch(&edge, &session, ty, stream).await });
     }
     drop(heartbeat);
-    let reason = mux.closed().await;
+    let ended = mux.closed().await;
     session.remove_all(&edge);
     unregister(&edge, &session);
-    tracing::info!(session = %session.id, %reason, "agent session ended");
+    let reason = match session.stop_reason.get() {
+        Some(recorded) => recorded.clone(),
+        None => stop_reason_of(&ended, edge.inner().agents_stop.is_cancelled()),
+    };
+    tracing::info!(session = %session.id, %ended, %reason, "agent session ended");
+    emit_session_event(&edge, &session, Some(&reason));
+}
+
+/// The stop reason for a session the edge did not close on purpose, from how its mux ended.
+fn stop_reason_of(ended: &warren_mux::Error, shutting_down: bool) -> String {
+    use warren_mux::Error;
+    match ended {
+        Error::PeerEof | Error::RemoteGoneAway { .. } => stop_reason::CLOSED_BY_AGENT.into(),
+        Error::HeartbeatTimeout => stop_reason::HEARTBEAT_TIMEOUT.into(),
+        Error::Protocol(what) => format!("{}: {what}", stop_reason::PROTOCOL_ERROR),
+        Error::Io(error) => format!("{}: {error}", stop_reason::CONNECTION_LOST),
+        Error::SessionClosed if shutting_down => stop_reason::EDGE_SHUTDOWN.into(),
+        Error::SessionClosed => stop_reason::CLOSED_BY_EDGE.into(),
+        other => format!("{}: {other}", stop_reason::PROTOCOL_ERROR),
+    }
+}
+
+/// Emits `agent_session_start.v0` (`stopped` is `None`) or `agent_session_stop.v0` with the
+/// stop reason, when anything wants it.
+fn emit_session_event(edge: &Edge, session: &AgentSession, stopped: Option<&str>) {
+    let Some(events) = edge.events() else {
+        return;
+    };
+    let ty = match stopped {
+        None => warren_events::types::AGENT_SESSION_START,
+        Some(_) => warren_events::types::AGENT_SESSION_STOP,
+    };
+    if !events.wants(ty) {
+        return;
+    }
+    // The same clock as `started_at` (set at Auth), so a stop never precedes its start.
+    let stopped_at = stopped.map(|_| OffsetDateTime::now_utc());
+    let object = crate::event_objects::agent_session(events, session, stopped_at, stopped);
+    events.emit(ty, None, object);
 }
 
 /// Serves one stream the agent opened after Auth. Each RPC is answered with the response type
@@ -384,7 +489,7 @@ async fn dispatch(edge: &Edge, session: &Arc<AgentSession>, ty: u32, stream: Str
         <SrvInfo as Rpc>::STREAM_TYPE => {
             serve_rpc(stream, |_: SrvInfo| async {
                 SrvInfoResp {
-                    region: "warren".into(),
+                    region: crate::REGION.into(),
                     error: String::new(),
                 }
             })
@@ -437,22 +542,26 @@ where
     }
 }
 
-/// Accepts streams until Auth succeeds (heartbeats are echoed meanwhile). Returns `None` when the
-/// agent fails to authenticate before `deadline`, after telling it why.
+/// Accepts streams until Auth succeeds (heartbeats are echoed meanwhile). Fails, with the
+/// reason for the metrics, when the agent does not authenticate before `deadline`, after
+/// telling it why. `addrs.local` is the edge address the agent reached, `sni` the name it
+/// asked for.
 async fn authenticate(
     edge: &Edge,
     mux: &warren_mux::Session,
-    remote: SocketAddr,
+    addrs: crate::VisitorAddrs,
+    sni: String,
     deadline: Instant,
-) -> Option<Arc<AgentSession>> {
+) -> Result<Arc<AgentSession>, ConnectFailure> {
+    let remote = addrs.remote;
     loop {
         let (ty, mut stream) = match timeout_at(deadline, mux.accept_typed()).await {
             Ok(Ok(pair)) => pair,
-            Ok(Err(_)) => return None,
+            Ok(Err(_)) => return Err(ConnectFailure::Disconnected),
             Err(_) => {
                 tracing::debug!(%remote, "agent did not authenticate in time");
                 mux.close();
-                return None;
+                return Err(ConnectFailure::HandshakeTimeout);
             }
         };
         match ty {
@@ -467,14 +576,14 @@ async fn authenticate(
                         refuse::<Auth>(stream, &error.to_string(), ErrCode::MALFORMED_REQUEST)
                             .await;
                         linger_and_close(mux).await;
-                        return None;
+                        return Err(ConnectFailure::AuthMalformed);
                     }
                     Err(_) => {
                         mux.close();
-                        return None;
+                        return Err(ConnectFailure::HandshakeTimeout);
                     }
                 };
-                match admit(edge, mux, remote, &auth).await {
+                match admit(edge, mux, addrs, &sni, &auth).await {
                     Ok(session) => {
                         let resp = AuthResp {
                             version: "3".into(),
@@ -482,16 +591,16 @@ async fn authenticate(
                             error: String::new(),
                             extra: AuthRespExtra {
                                 version: env!("CARGO_PKG_VERSION").into(),
-                                region: "warren".into(),
+                                region: crate::REGION.into(),
                                 cookie: session.id.clone(),
                                 account_name: String::new(),
                                 ..Default::default()
                             },
                         };
                         reply(stream, &resp).await;
-                        return Some(session);
+                        return Ok(session);
                     }
-                    Err(error) => {
+                    Err((failure, error)) => {
                         tracing::info!(%remote, %error, "agent authentication refused");
                         let resp = AuthResp {
                             error,
@@ -499,7 +608,7 @@ async fn authenticate(
                         };
                         reply(stream, &resp).await;
                         linger_and_close(mux).await;
-                        return None;
+                        return Err(failure);
                     }
                 }
             }
@@ -516,61 +625,82 @@ async fn authenticate(
 }
 
 /// Checks the authtoken, builds the session and registers it (replacing stale sessions of the same
-/// agent, within the per-credential limit). The error is the wire text for `AuthResp.Error`.
+/// agent, within the per-credential limit). The error is the reason for the metrics and the
+/// wire text for `AuthResp.Error`.
 async fn admit(
     edge: &Edge,
     mux: &warren_mux::Session,
-    remote: SocketAddr,
+    addrs: crate::VisitorAddrs,
+    sni: &str,
     auth: &Auth,
-) -> Result<Arc<AgentSession>, String> {
+) -> Result<Arc<AgentSession>, (ConnectFailure, String)> {
+    let remote = addrs.remote;
     match edge
         .ip_admitted(crate::ip_restrictions::RestrictionKind::Agent, remote.ip())
         .await
     {
         Ok(true) => {}
         Ok(false) => {
-            return Err(encode_error(
-                &format!(
-                    "The agent's IP address {} is not allowed by the `agent` IP restrictions of this edge.",
-                    remote.ip().to_canonical()
+            return Err((
+                ConnectFailure::IpRestricted,
+                encode_error(
+                    &format!(
+                        "The agent's IP address {} is not allowed by the `agent` IP restrictions of this edge.",
+                        remote.ip().to_canonical()
+                    ),
+                    ErrCode::AGENT_IP_RESTRICTED,
                 ),
-                ErrCode::AGENT_IP_RESTRICTED,
             ));
         }
         Err(error) => {
             tracing::error!(%error, "IP restriction lookup failed");
-            return Err(encode_error(
-                "The edge could not check its IP restrictions; try again later.",
-                ErrCode::INTERNAL,
+            return Err((
+                ConnectFailure::Internal,
+                encode_error(
+                    "The edge could not check its IP restrictions; try again later.",
+                    ErrCode::INTERNAL,
+                ),
             ));
         }
     }
     let token = auth.extra.auth_token.trim();
     if token.is_empty() {
-        return Err(encode_error(
-            "The authentication you specified is missing: configure an authtoken for this agent.",
-            UNAUTHENTICATED_SESSION,
+        return Err((
+            ConnectFailure::AuthMissing,
+            encode_error(
+                "The authentication you specified is missing: configure an authtoken for this agent.",
+                UNAUTHENTICATED_SESSION,
+            ),
         ));
     }
     if !warren_model::token::looks_like_token(token) {
-        return Err(encode_error(
-            "The authtoken you specified is not properly formed.",
-            ErrCode::AUTHTOKEN_MALFORMED,
+        return Err((
+            ConnectFailure::AuthMalformed,
+            encode_error(
+                "The authtoken you specified is not properly formed.",
+                ErrCode::AUTHTOKEN_MALFORMED,
+            ),
         ));
     }
     let credential = match edge.store().credential_by_token(token).await {
         Ok(Some(credential)) => credential,
         Ok(None) => {
-            return Err(encode_error(
-                "The authtoken you specified does not look like a valid Warren authtoken: it is unknown or has been revoked.",
-                ErrCode::AUTHTOKEN_INVALID,
+            return Err((
+                ConnectFailure::AuthInvalid,
+                encode_error(
+                    "The authtoken you specified does not look like a valid Warren authtoken: it is unknown or has been revoked.",
+                    ErrCode::AUTHTOKEN_INVALID,
+                ),
             ));
         }
         Err(error) => {
             tracing::error!(%error, "credential lookup failed");
-            return Err(encode_error(
-                "The edge could not check the authtoken; try again later.",
-                ErrCode::INTERNAL,
+            return Err((
+                ConnectFailure::Internal,
+                encode_error(
+                    "The edge could not check the authtoken; try again later.",
+                    ErrCode::INTERNAL,
+                ),
             ));
         }
     };
@@ -578,9 +708,12 @@ async fn admit(
         check_owner_active(edge, owner).await?;
     }
     let acl = Acl::parse(&credential.acl).map_err(|e| {
-        encode_error(
-            &format!("The credential's ACL is invalid: {e}"),
-            ErrCode::AUTHTOKEN_INVALID,
+        (
+            ConnectFailure::AuthInvalid,
+            encode_error(
+                &format!("The credential's ACL is invalid: {e}"),
+                ErrCode::AUTHTOKEN_INVALID,
+            ),
         )
     })?;
     let now = OffsetDateTime::now_utc();
@@ -602,6 +735,8 @@ async fn admit(
         owner_id: credential.owner_id,
         acl: SessionAcl::new(acl),
         remote_addr: remote,
+        ingress_addr: addrs.local,
+        ingress_hostname: sni.to_owned(),
         started_at: now,
         info: AgentInfo {
             os: extra.os.clone(),
@@ -613,6 +748,8 @@ async fn admit(
         },
         mux: mux.clone(),
         tunnels: Mutex::new(HashMap::new()),
+        heartbeat: OnceLock::new(),
+        stop_reason: OnceLock::new(),
     });
     let mut registry = edge.inner().sessions.lock().expect("sessions lock");
     if keep {
@@ -620,43 +757,49 @@ async fn admit(
             tracing::info!(session = %stale.id, "replacing stale session of a reconnecting agent");
             registry.remove(&stale);
             stale.remove_all(edge);
-            stale.close();
+            stale.close_because(stop_reason::REPLACED);
         }
     }
     registry
         .insert(session.clone(), edge.config().max_sessions_per_credential)
         .map_err(|refused| match refused {
-            crate::registry::Refused::Full { limit } => encode_error(
+            crate::registry::Refused::Full { limit } => (ConnectFailure::SessionLimit, encode_error(
                 &format!(
                     "Your authtoken already has {limit} agent sessions online, the most this edge allows per credential."
                 ),
                 ErrCode::TOO_MANY_AGENT_SESSIONS,
-            ),
-            crate::registry::Refused::Revoked => encode_error(
+            )),
+            crate::registry::Refused::Revoked => (ConnectFailure::Revoked, encode_error(
                 "The authtoken you specified has been revoked.",
                 ErrCode::CREDENTIAL_REVOKED,
-            ),
+            )),
         })?;
     Ok(session)
 }
 
 /// Refuses Auth when the credential's owner is a service user that is inactive. Owners that
 /// are not service users (or no longer exist) do not block.
-async fn check_owner_active(edge: &Edge, owner_id: &str) -> Result<(), String> {
+async fn check_owner_active(edge: &Edge, owner_id: &str) -> Result<(), (ConnectFailure, String)> {
     if !owner_id.starts_with("service_") {
         return Ok(());
     }
     match edge.store().service_user(owner_id).await {
-        Ok(Some(user)) if !user.active => Err(encode_error(
-            "The authtoken you specified belongs to a service user that is not active.",
-            ErrCode::AUTHTOKEN_INVALID,
+        Ok(Some(user)) if !user.active => Err((
+            ConnectFailure::OwnerInactive,
+            encode_error(
+                "The authtoken you specified belongs to a service user that is not active.",
+                ErrCode::AUTHTOKEN_INVALID,
+            ),
         )),
         Ok(_) => Ok(()),
         Err(error) => {
             tracing::error!(%error, "service user lookup failed");
-            Err(encode_error(
-                "The edge could not check the authtoken; try again later.",
-                ErrCode::INTERNAL,
+            Err((
+                ConnectFailure::Internal,
+                encode_error(
+                    "The edge could not check the authtoken; try again later.",
+                    ErrCode::INTERNAL,
+                ),
             ))
         }
     }
@@ -675,7 +818,7 @@ pub(crate) fn revoke_credential(edge: &Edge, credential_id: &str) -> usize {
         }
         sessions
     };
-    end_sessions(edge, &sessions, "credential revoked");
+    end_sessions(edge, &sessions, stop_reason::CREDENTIAL_REVOKED);
     sessions.len()
 }
 
@@ -691,7 +834,7 @@ pub(crate) fn owner_deactivated(edge: &Edge, owner_id: &str) -> usize {
         }
         sessions
     };
-    end_sessions(edge, &sessions, "owner deactivated");
+    end_sessions(edge, &sessions, stop_reason::OWNER_DEACTIVATED);
     sessions.len()
 }
 
@@ -726,7 +869,7 @@ pub(crate) fn close_ip_restricted(edge: &Edge) -> usize {
         }
         refused
     };
-    end_sessions(edge, &sessions, "agent IP restriction");
+    end_sessions(edge, &sessions, stop_reason::AGENT_IP_RESTRICTED);
     sessions.len()
 }
 
@@ -734,7 +877,7 @@ fn end_sessions(edge: &Edge, sessions: &[Arc<AgentSession>], why: &str) {
     for session in sessions {
         tracing::info!(session = %session.id, credential = %session.credential_id, why, "closing agent session");
         session.remove_all(edge);
-        session.close();
+        session.close_because(why);
     }
 }
 

@@ -145,6 +145,7 @@ async fn try_bind(
             (RouteKey::Host(host), url, proxy_proto, None)
         }
     };
+    let meter = edge.meter(&url, &session.credential_id, proto);
     let tunnel = Arc::new(Tunnel {
         id: id.clone(),
         session_id: session.id.clone(),
@@ -158,6 +159,7 @@ async fn try_bind(
         mux: session.mux.clone(),
         gone: CancellationToken::new(),
         connections: Default::default(),
+        meter,
     });
     // The holder of a valid token for this very tunnel may take a route over from a stale
     // session of the same credential (the agent reconnected before the edge noticed the old

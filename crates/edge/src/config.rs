@@ -29,6 +29,10 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// Time without a heartbeat echo after which an agent session is declared dead.
 pub const DEFAULT_HEARTBEAT_TOLERANCE: Duration = Duration::from_secs(15);
 
+/// Default for the most distinct `endpoint` labels the per-endpoint metrics carry; endpoints
+/// past it share the label `_overflow`.
+pub const MAX_ENDPOINT_SERIES: usize = 1_000;
+
 /// An inclusive TCP port range; `0-0` lets the operating system choose free ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {
@@ -114,6 +118,9 @@ pub struct EdgeConfig {
     /// reserved address (ERR_NGROK_307 otherwise). Names under `domain`, generated names and
     /// random TCP ports never need one. Default `true`; test harnesses turn it off.
     pub require_reservations: bool,
+    /// Most distinct `endpoint` labels in the per-endpoint metrics (default
+    /// [`MAX_ENDPOINT_SERIES`]); later endpoints are counted under `endpoint="_overflow"`.
+    pub max_endpoint_series: usize,
 }
 
 impl EdgeConfig {
@@ -139,6 +146,7 @@ impl EdgeConfig {
             max_sessions_per_credential: DEFAULT_MAX_SESSIONS_PER_CREDENTIAL,
             visitor_header_timeout: VISITOR_HEADER_TIMEOUT,
             require_reservations: true,
+            max_endpoint_series: MAX_ENDPOINT_SERIES,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`routes`] — the immutable route table snapshot, swapped atomically.
 //! - [`tunnel`] — a bound endpoint and opening proxy streams to its agent.
 //! - [`ip_restrictions`] — the IP restriction snapshot every listener checks.
+//! - [`metrics`] — the edge's counters and gauges, per-endpoint traffic series.
 //! - [`ingress`] — public listeners — HTTP, HTTPS with TLS passthrough by SNI, TCP.
 //!
 //! The edge knows nothing about the REST API: the control plane drives it through [`Edge`]'s
@@ -20,8 +21,10 @@ pub mod agent;
 pub mod bind;
 pub mod bind_token;
 pub mod config;
+mod event_objects;
 pub mod ingress;
 pub mod ip_restrictions;
+pub mod metrics;
 mod quickack;
 mod registry;
 pub mod routes;
@@ -41,6 +44,9 @@ use warren_store::Store;
 pub use agent::AgentSession;
 pub use config::{EdgeConfig, PortRange};
 pub use tunnel::{Proto, Tunnel};
+
+/// The region this edge reports to agents (SrvInfo, Auth) and in events.
+pub const REGION: &str = "warren";
 
 /// Errors starting the edge.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +104,8 @@ pub(crate) struct Inner {
     pub(crate) ip_restrictions: ip_restrictions::IpRestrictions,
     /// The event pipeline and usage meter, once attached.
     pub(crate) events: OnceLock<warren_events::Events>,
+    /// The edge's metrics.
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl Edge {
@@ -140,6 +148,7 @@ impl Edge {
                 agents: TaskTracker::new(),
                 ip_restrictions: ip_restrictions::IpRestrictions::default(),
                 events: OnceLock::new(),
+                metrics: Arc::new(metrics::Metrics::new(config.max_endpoint_series)),
                 config,
             }),
         };
@@ -188,7 +197,24 @@ impl Edge {
     /// The edge's metrics (agents, endpoints, connects, proxied traffic, heartbeats) in the
     /// OpenMetrics text format, appended to `out` (without the final `# EOF`).
     pub fn encode_metrics(&self, out: &mut String) {
-        let _ = out;
+        let agents_online = self.inner.sessions.lock().expect("sessions lock").len();
+        let mut gauges = metrics::Gauges {
+            agents_online,
+            endpoints: [0; 4],
+        };
+        for tunnel in self.routes().tunnels() {
+            gauges.endpoint(tunnel.proto);
+        }
+        self.inner.metrics.encode(&gauges, out);
+    }
+
+    /// The meter of a tunnel bound at `url` with `credential_id`: its metrics series and, when
+    /// events are attached, its usage counters.
+    pub(crate) fn meter(&self, url: &str, credential_id: &str, proto: Proto) -> metrics::Meter {
+        let usage = self
+            .events()
+            .map(|events| events.usage().endpoint(url, credential_id));
+        self.inner.metrics.meter(url, proto, usage)
     }
 
     /// The store behind the edge.
@@ -278,6 +304,7 @@ impl Edge {
     }
 
     /// Ends agent session `session_id` abruptly (closes its connection; the agent reconnects).
+    /// Its `agent_session_stop.v0` says `stopped by operator`.
     pub fn disconnect(&self, session_id: &str) -> bool {
         match self.session(session_id) {
             Some(session) => {

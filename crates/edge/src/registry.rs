@@ -40,6 +40,11 @@ impl Registry {
         self.by_id.get(id).cloned()
     }
 
+    /// Number of live sessions.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
     pub(crate) fn all(&self) -> Vec<Arc<AgentSession>> {
         self.by_id.values().cloned().collect()
     }
@@ -160,10 +165,14 @@ mod tests {
             owner_id: owner.map(str::to_owned),
             acl: SessionAcl::new(Acl::unrestricted()),
             remote_addr: "127.0.0.1:1".parse().unwrap(),
+            ingress_addr: "127.0.0.1:2".parse().unwrap(),
+            ingress_hostname: String::new(),
             started_at: OffsetDateTime::UNIX_EPOCH,
             info: AgentInfo::default(),
             mux: warren_mux::Session::new(io, warren_mux::Config::server()),
             tunnels: Mutex::new(HashMap::new()),
+            heartbeat: Default::default(),
+            stop_reason: Default::default(),
         })
     }
 

@@ -37,6 +37,11 @@ impl Snapshot {
         self.ports.get(&port)
     }
 
+    /// Every bound tunnel (host names and TCP ports).
+    pub fn tunnels(&self) -> impl Iterator<Item = &Arc<Tunnel>> {
+        self.hosts.values().chain(self.ports.values())
+    }
+
     /// Number of bound host names and TCP ports.
     pub fn len(&self) -> usize {
         self.hosts.len() + self.ports.len()
@@ -146,6 +151,7 @@ mod tests {
             mux: warren_mux::Session::new(io, warren_mux::Config::server()),
             gone: CancellationToken::new(),
             connections: Default::default(),
+            meter: Arc::new(crate::metrics::Metrics::new(1)).meter("", Proto::Https, None),
         })
     }
 

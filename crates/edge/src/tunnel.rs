@@ -86,6 +86,8 @@ pub struct Tunnel {
     pub(crate) gone: CancellationToken,
     /// Proxy streams opened to the agent so far.
     pub(crate) connections: AtomicU64,
+    /// Where its traffic is counted (metrics series and usage), resolved at bind.
+    pub(crate) meter: crate::metrics::Meter,
 }
 
 impl fmt::Debug for Tunnel {
@@ -118,6 +120,13 @@ impl Tunnel {
         self.gone.cancel();
     }
 
+    /// The id of the endpoint this tunnel serves: `ep_` and the body of the tunnel id (a tunnel
+    /// id without the `tn_` prefix is its own body), as the API shows it.
+    pub fn endpoint_id(&self) -> String {
+        let body = self.id.strip_prefix("tn_").unwrap_or(&self.id);
+        format!("ep_{body}")
+    }
+
     /// Number of visitor connections handed to the agent so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
@@ -148,11 +157,45 @@ impl Tunnel {
         match tokio::time::timeout(PROXY_OPEN_TIMEOUT, open).await {
             Ok(Ok(stream)) => {
                 self.connections.fetch_add(1, Ordering::Relaxed);
+                self.meter.connection();
                 Ok(stream)
             }
             Ok(Err(warren_mux::Error::StreamsExhausted)) => Err(ConnectError::Busy),
             Ok(Err(_)) => Err(ConnectError::AgentGone),
             Err(_) => Err(ConnectError::Timeout),
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A tunnel at `url` whose mux leads nowhere, for unit tests.
+    pub(crate) fn tunnel_for_tests(url: &str) -> Arc<Tunnel> {
+        let (io, _peer) = tokio::io::duplex(64);
+        Arc::new(Tunnel {
+            id: "tn_test".into(),
+            session_id: "ts_test".into(),
+            credential_id: "cr_test".into(),
+            proto: Proto::Http,
+            url: url.into(),
+            key: RouteKey::Host("a.example".into()),
+            proxy_proto: 0,
+            forwards_to: String::new(),
+            metadata: String::new(),
+            mux: warren_mux::Session::new(io, warren_mux::Config::server()),
+            gone: CancellationToken::new(),
+            connections: Default::default(),
+            meter: Arc::new(crate::metrics::Metrics::new(10)).meter(url, Proto::Http, None),
+        })
+    }
+
+    #[tokio::test]
+    async fn endpoint_ids_share_the_tunnel_id_body() {
+        let tunnel = tunnel_for_tests("http://a.example");
+        assert_eq!(tunnel.endpoint_id(), "ep_test");
     }
 }

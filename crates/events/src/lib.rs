@@ -1,5 +1,7 @@
 //! `warren-events`: what happened in a Warren deployment, told to the operator's systems.
 //!
+//! # Layout
+//!
 //! - [`types`] — the event types Warren emits (ngrok's names and versions).
 //! - [`event`] — the envelope (`event_id`, `event_type`, `event_timestamp`, `account_id`,
 //!   `principal`, `object`) and principals.
@@ -7,24 +9,54 @@
 //!   own `http`, `file` and `nats`, parsed and validated.
 //! - [`clock`] — wall time, injectable for tests.
 //! - [`usage`] — traffic counters per endpoint, aggregated into clock hours in the store.
+//! - `outbox` (private) — the writer task: queue → outbox rows, in batches.
+//! - `deliver` (private) — one worker per delivered destination: outbox → sink, with retries.
+//! - `sink` (private) — the `http`, `file` and `nats` sinks.
+//! - `metrics` (private) — delivery counters and their OpenMetrics text.
 //! - [`Events`] — the handle everything emits through: it routes each event to the
 //!   destinations subscribed to its type, writes it to the durable outbox in the store, and
 //!   delivers from there — at least once, in order per destination, across restarts.
 //!
 //! Nothing here blocks the data plane: [`Events::emit`] only checks an in-memory interest
-//! snapshot and hands the event to a bounded queue; writing and delivery run on their own tasks.
+//! snapshot and hands the event to a queue; writing and delivery run on their own tasks.
+//!
+//! # Queue
+//!
+//! The queue between [`Events::emit`] and the writer is one unbounded channel with a counted
+//! capacity: while `queue_capacity` events are waiting, traffic events
+//! ([`types::is_traffic`]) are dropped and counted; every other type (agent sessions, audit)
+//! is queued past the cap — they are few (one per agent session or API change), must not be
+//! lost, and going through the same channel keeps emission order.
+//!
+//! # Time
+//!
+//! Envelope timestamps and usage hours come from the injected [`Clock`]. Outbox bookkeeping
+//! (row times, retry schedule, lag) uses real time, so a frozen test clock never stalls
+//! delivery.
 
 pub mod clock;
+mod deliver;
 pub mod event;
+mod metrics;
+mod outbox;
+mod sink;
 pub mod target;
 pub mod types;
 pub mod usage;
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde_json::Value;
 use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use warren_model::ids::{IdPrefix, new_id};
+use warren_store::events::NewOutboxEvent;
 use warren_store::{Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -32,13 +64,25 @@ pub use event::{Envelope, Principal, Ref};
 pub use target::{Target, TargetError};
 pub use usage::{EndpointUsage, UsageMeter};
 
+use crate::deliver::DestinationState;
+
+/// Events kept for live tail receivers; a receiver further behind loses the oldest.
+pub const LIVE_CAPACITY: usize = 1024;
+
+/// How long [`Events::shutdown`] waits for queued events to reach the outbox (a store that
+/// is down must not hang shutdown forever).
+pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Settings of the event pipeline. Every limit is named here.
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
     /// `account_id` in every envelope.
     pub account_id: String,
+    /// The REST API's public base URL (no trailing `/`), for the `uri` of references inside
+    /// event objects. The server sets it once the API address is known.
+    pub api_url: String,
     /// Events waiting between [`Events::emit`] and the outbox. When full, traffic events are
-    /// dropped (and counted); lifecycle events wait for room.
+    /// dropped (and counted); lifecycle events are queued past it (see the crate docs).
     pub queue_capacity: usize,
     /// Most events per outbox write and per delivery batch.
     pub batch_max: usize,
@@ -46,6 +90,7 @@ pub struct EventsConfig {
     pub max_attempts: u32,
     /// First retry delay; doubles per failure up to `backoff_max`.
     pub backoff_base: Duration,
+    /// Longest retry delay.
     pub backoff_max: Duration,
     /// How often delivery looks at the outbox without being woken (new rows written by another
     /// node, retries due).
@@ -60,6 +105,7 @@ impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             account_id: "ac_warren".into(),
+            api_url: "http://localhost:9000".into(),
             queue_capacity: 65_536,
             batch_max: 256,
             max_attempts: 12,
@@ -72,40 +118,192 @@ impl Default for EventsConfig {
     }
 }
 
+/// Delivery state of one destination, as the API shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryStatus {
+    /// Whether Warren delivers to the destination's target kind (`http`, `file`, `nats`).
+    pub delivered: bool,
+    /// Events waiting for delivery.
+    pub pending: u64,
+    /// Events parked after too many failed attempts (see [`Events::requeue_parked`]).
+    pub parked: u64,
+    /// When the oldest pending event entered the outbox.
+    pub oldest_pending_at: Option<OffsetDateTime>,
+    /// The last delivery error, empty if none.
+    pub last_error: String,
+}
+
 /// The event pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct Events {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Store,
-    config: EventsConfig,
+/// Which delivered destinations want each event type; replaced whole on every change.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    by_type: HashMap<String, Arc<[String]>>,
+}
+
+/// One item of the writer's queue.
+pub(crate) enum Queued {
+    /// An event for the outbox rows of `destinations`.
+    Event {
+        envelope: Arc<Envelope>,
+        destinations: Arc<[String]>,
+    },
+    /// Answered once everything queued before it is in the outbox.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A running delivery worker.
+struct Worker {
+    /// The stored target it delivers to (a change restarts the worker).
+    target: String,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) config: EventsConfig,
     clock: Arc<dyn Clock>,
     usage: UsageMeter,
+    /// The routing snapshot read by `wants`/`emit` without locks.
+    routes: ArcSwap<Routes>,
+    /// Live tail.
+    live: broadcast::Sender<Arc<Envelope>>,
+    /// Set once a live tail was ever opened (until then `wants` never touches `live`).
+    live_opened: AtomicBool,
+    /// The writer's queue (see the crate docs on its capacity).
+    queue: mpsc::UnboundedSender<Queued>,
+    /// Events in `queue` (flush markers not counted).
+    pub(crate) queued: AtomicUsize,
+    /// The queue's receiving end until `start` hands it to the writer.
+    queue_rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
+    /// Delivery state (wake-up, counters) per delivered destination with a worker.
+    pub(crate) destinations: Mutex<HashMap<String, Arc<DestinationState>>>,
+    /// Running workers; the async lock serialises `subscriptions_changed`.
+    workers: tokio::sync::Mutex<HashMap<String, Worker>>,
+    pub(crate) metrics: metrics::Counters,
+    /// Stops every task.
+    pub(crate) cancel: CancellationToken,
+    /// The writer and the usage flusher.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    started: AtomicBool,
+    /// Set by `shutdown`: emit and record stop queueing.
+    closed: AtomicBool,
+    /// Serialises usage flushes.
+    usage_flush: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    /// Wakes the worker of each of `ids` that runs here.
+    pub(crate) fn wake(&self, ids: impl IntoIterator<Item = impl AsRef<str>>) {
+        let dests = lock(&self.destinations);
+        for id in ids {
+            if let Some(state) = dests.get(id.as_ref()) {
+                state.notify.notify_one();
+            }
+        }
+    }
+}
+
+/// Locks a std mutex, ignoring poisoning: every critical section here is a single map
+/// operation that cannot leave the data half-updated.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Events {
     /// A pipeline over `store`. Nothing runs until [`Events::start`].
     pub fn new(store: Store, config: EventsConfig, clock: Arc<dyn Clock>) -> Events {
         let usage = UsageMeter::new(clock.clone());
+        let (queue, queue_rx) = mpsc::unbounded_channel();
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
         Events {
             inner: Arc::new(Inner {
                 store,
                 config,
                 clock,
                 usage,
+                routes: ArcSwap::from_pointee(Routes::default()),
+                live,
+                live_opened: AtomicBool::new(false),
+                queue,
+                queued: AtomicUsize::new(0),
+                queue_rx: Mutex::new(Some(queue_rx)),
+                destinations: Mutex::new(HashMap::new()),
+                workers: tokio::sync::Mutex::new(HashMap::new()),
+                metrics: metrics::Counters::new(),
+                cancel: CancellationToken::new(),
+                tasks: Mutex::new(Vec::new()),
+                started: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                usage_flush: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
     /// Loads subscriptions and starts the outbox writer, delivery, and the usage flusher.
+    /// Calling it again does nothing.
     pub async fn start(&self) -> Result<(), StoreError> {
-        Ok(())
+        if self.inner.started.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(rx) = lock(&self.inner.queue_rx).take() else {
+            return Ok(());
+        };
+        let writer = tokio::spawn(outbox::run_writer(self.inner.clone(), rx));
+        let flusher = tokio::spawn(run_usage_flusher(self.clone()));
+        lock(&self.inner.tasks).extend([writer, flusher]);
+        self.subscriptions_changed().await
     }
 
-    /// Writes everything queued and the usage counters to the store, then stops the tasks.
-    pub async fn shutdown(&self) {}
+    /// Writes everything queued and the usage counters to the store, then stops the tasks
+    /// (a delivery attempt in flight is finished and recorded first, within
+    /// `delivery_timeout`). Events emitted afterwards are ignored.
+    pub async fn shutdown(&self) {
+        if !self.inner.started.load(Ordering::SeqCst) || self.inner.closed.load(Ordering::SeqCst) {
+            self.inner.closed.store(true, Ordering::SeqCst);
+            return;
+        }
+        let flushed = tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, async {
+            self.flush().await;
+            self.inner.closed.store(true, Ordering::SeqCst);
+            // Anything emitted between the flush and `closed` is still written here.
+            self.flush().await;
+        })
+        .await;
+        self.inner.closed.store(true, Ordering::SeqCst);
+        if flushed.is_err() {
+            tracing::error!(
+                queued = self.inner.queued.load(Ordering::Relaxed),
+                "the outbox did not accept queued events in time; stopping without them"
+            );
+        }
+        if let Err(e) = self.flush_usage().await {
+            tracing::error!(error = %e, "usage counters could not be written at shutdown");
+        }
+        self.inner.cancel.cancel();
+        let workers: Vec<Worker> = self
+            .inner
+            .workers
+            .lock()
+            .await
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for worker in workers {
+            worker.cancel.cancel();
+            let _ = worker.task.await;
+        }
+        let tasks: Vec<JoinHandle<()>> = lock(&self.inner.tasks).drain(..).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+        lock(&self.inner.destinations).clear();
+    }
 
     /// The configuration.
     pub fn config(&self) -> &EventsConfig {
@@ -117,6 +315,11 @@ impl Events {
         &self.inner.store
     }
 
+    /// The absolute API URL of `path` (`/credentials/cr_…`), for references in event objects.
+    pub fn uri(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.config.api_url)
+    }
+
     /// Now, by the pipeline's clock.
     pub fn now(&self) -> OffsetDateTime {
         self.inner.clock.now()
@@ -125,46 +328,256 @@ impl Events {
     /// Whether anything (a subscription or a live tail) wants events of type `ty`. Lock-free;
     /// call it before building an expensive object.
     pub fn wants(&self, ty: &str) -> bool {
-        let _ = ty;
-        false
+        self.inner.routes.load().by_type.contains_key(ty) || self.has_live()
+    }
+
+    /// Whether a live tail receiver exists. Lock-free until the first [`Events::live`] call;
+    /// after that it asks the broadcast channel (a short uncontended lock).
+    fn has_live(&self) -> bool {
+        self.inner.live_opened.load(Ordering::Relaxed) && self.inner.live.receiver_count() > 0
+    }
+
+    /// The destinations subscribed to `ty`, or `None` when none is.
+    fn routed(&self, ty: &str) -> Option<Arc<[String]>> {
+        self.inner.routes.load().by_type.get(ty).cloned()
+    }
+
+    /// Builds the envelope of an event happening now.
+    fn envelope(&self, ty: &'static str, principal: Option<Principal>, object: Value) -> Envelope {
+        let now = self.inner.clock.now().to_offset(time::UtcOffset::UTC);
+        let secs = now.unix_timestamp();
+        let whole = now.replace_nanosecond(0).unwrap_or(now);
+        let event_timestamp = whole
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        Envelope {
+            event_id: new_id(
+                IdPrefix::Event,
+                u64::try_from(secs).unwrap_or(0),
+                &mut rand::thread_rng(),
+            ),
+            event_type: ty.to_owned(),
+            event_timestamp,
+            account_id: self.inner.config.account_id.clone(),
+            principal,
+            object,
+        }
+    }
+
+    /// Sends to live tail receivers, if any.
+    fn tell_live(&self, envelope: &Arc<Envelope>) {
+        if self.has_live() {
+            let _ = self.inner.live.send(envelope.clone());
+        }
     }
 
     /// Queues an event without waiting. Traffic events are dropped (and counted) when the
     /// queue is full; other types are never dropped.
     pub fn emit(&self, ty: &'static str, principal: Option<Principal>, object: Value) {
-        let _ = (ty, principal, object);
+        if self.inner.closed.load(Ordering::Relaxed) || !self.wants(ty) {
+            return;
+        }
+        let envelope = Arc::new(self.envelope(ty, principal, object));
+        self.inner.metrics.emitted(ty);
+        self.tell_live(&envelope);
+        let Some(destinations) = self.routed(ty) else {
+            return;
+        };
+        let queued = self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        if queued >= self.inner.config.queue_capacity && types::is_traffic(ty) {
+            self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+            self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self
+            .inner
+            .queue
+            .send(Queued::Event {
+                envelope,
+                destinations,
+            })
+            .is_err()
+        {
+            // The writer is gone (shut down).
+            self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+            self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Writes an event to the outbox before returning (audit events: the API answers only once
-    /// the record is durable).
+    /// the record is durable). It does not wait for the queue, so it may reach the outbox
+    /// before events [`Events::emit`]ted just earlier.
     pub async fn record(
         &self,
         ty: &'static str,
         principal: Option<Principal>,
         object: Value,
     ) -> Result<(), StoreError> {
-        let _ = (ty, principal, object);
+        if !self.wants(ty) {
+            return Ok(());
+        }
+        let envelope = Arc::new(self.envelope(ty, principal, object));
+        self.inner.metrics.emitted(ty);
+        self.tell_live(&envelope);
+        let Some(destinations) = self.routed(ty) else {
+            return Ok(());
+        };
+        let payload = serde_json::to_string(&*envelope).map_err(|e| StoreError::Invalid {
+            field: "object",
+            reason: format!("event cannot be serialised: {e}"),
+        })?;
+        let row = NewOutboxEvent {
+            event_type: ty.to_owned(),
+            payload,
+            destination_ids: destinations.to_vec(),
+        };
+        self.inner
+            .store
+            .enqueue_events(std::slice::from_ref(&row), OffsetDateTime::now_utc())
+            .await?;
+        self.inner.wake(destinations.iter());
         Ok(())
     }
 
     /// Every event from now on, as it is emitted (for `events tail`). A receiver that falls
     /// behind loses the oldest events (reported as `Lagged`).
-    pub fn live(&self) -> tokio::sync::broadcast::Receiver<Arc<Envelope>> {
-        unimplemented!("events helper")
+    pub fn live(&self) -> broadcast::Receiver<Arc<Envelope>> {
+        let rx = self.inner.live.subscribe();
+        self.inner.live_opened.store(true, Ordering::Relaxed);
+        rx
     }
 
-    /// Re-reads subscriptions and destinations after the API changed them.
+    /// Re-reads subscriptions and destinations after the API changed them, and starts or
+    /// stops delivery workers to match.
     pub async fn subscriptions_changed(&self) -> Result<(), StoreError> {
+        // Held throughout so concurrent reloads apply in order.
+        let mut workers = self.inner.workers.lock().await;
+        let destinations = self.inner.store.all_event_destinations().await?;
+        let subscriptions = self.inner.store.all_event_subscriptions().await?;
+
+        let mut delivered: HashMap<String, (Target, String)> = HashMap::new();
+        for dest in destinations {
+            let parsed = serde_json::from_str::<Value>(&dest.target)
+                .map_err(|e| e.to_string())
+                .and_then(|v| Target::parse(&v).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(target) if target.is_delivered() => {
+                    delivered.insert(dest.id, (target, dest.target));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(destination = %dest.id, error = %e, "stored event target is unusable; not delivering to it");
+                }
+            }
+        }
+
+        let mut by_type: HashMap<String, Vec<String>> = HashMap::new();
+        for sub in &subscriptions {
+            for ty in &sub.sources {
+                for dest in &sub.destination_ids {
+                    if !delivered.contains_key(dest) {
+                        continue;
+                    }
+                    let list = by_type.entry(ty.clone()).or_default();
+                    if !list.contains(dest) {
+                        list.push(dest.clone());
+                    }
+                }
+            }
+        }
+        self.inner.routes.store(Arc::new(Routes {
+            by_type: by_type
+                .into_iter()
+                .map(|(ty, list)| (ty, Arc::from(list)))
+                .collect(),
+        }));
+
+        if !self.inner.started.load(Ordering::SeqCst) || self.inner.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Stop workers of destinations gone, no longer delivered, or with a changed target.
+        let stale: Vec<String> = workers
+            .iter()
+            .filter(|(id, w)| {
+                delivered
+                    .get(*id)
+                    .is_none_or(|(_, stored)| *stored != w.target)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let current: HashSet<&String> = delivered.keys().collect();
+        for id in stale {
+            if let Some(worker) = workers.remove(&id) {
+                // Aborted, not drained: an API call must not wait on a slow destination. An
+                // attempt cut short is sent again (at least once).
+                worker.cancel.cancel();
+                worker.task.abort();
+                let _ = worker.task.await;
+            }
+            if !current.contains(&id) {
+                lock(&self.inner.destinations).remove(&id);
+            }
+        }
+        for (id, (target, stored)) in delivered {
+            if workers.contains_key(&id) {
+                continue;
+            }
+            let state = lock(&self.inner.destinations)
+                .entry(id.clone())
+                .or_insert_with(|| Arc::new(DestinationState::default()))
+                .clone();
+            let cancel = self.inner.cancel.child_token();
+            let task = tokio::spawn(deliver::run_worker(
+                self.inner.clone(),
+                id.clone(),
+                target,
+                state,
+                cancel.clone(),
+            ));
+            workers.insert(
+                id,
+                Worker {
+                    target: stored,
+                    cancel,
+                    task,
+                },
+            );
+        }
         Ok(())
     }
 
     /// Waits until every event emitted before this call is in the outbox.
-    pub async fn flush(&self) {}
+    pub async fn flush(&self) {
+        if !self.inner.started.load(Ordering::SeqCst) || self.inner.cancel.is_cancelled() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.inner.queue.send(Queued::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
 
     /// Adds the usage counters to the store now (the flusher does this on its own every
-    /// `usage_flush_interval` and at each clock hour).
+    /// `usage_flush_interval` and at each clock hour). On failure the counters keep what
+    /// could not be written.
     pub async fn flush_usage(&self) -> Result<(), StoreError> {
-        Ok(())
+        let _serial = self.inner.usage_flush.lock().await;
+        let taken = self.inner.usage.take();
+        if taken.deltas.is_empty() {
+            self.inner.usage.prune();
+            return Ok(());
+        }
+        match self.inner.store.add_usage(&taken.deltas).await {
+            Ok(()) => {
+                drop(taken);
+                self.inner.usage.prune();
+                Ok(())
+            }
+            Err(e) => {
+                taken.give_back();
+                Err(e)
+            }
+        }
     }
 
     /// Traffic counters per endpoint.
@@ -172,9 +585,69 @@ impl Events {
         &self.inner.usage
     }
 
-    /// Delivery metrics (per destination: delivered, failed, parked, pending, lag) in the
-    /// OpenMetrics text format, appended to `out`.
+    /// Puts the parked events of `destination_id` back in line and wakes its worker; returns
+    /// how many were requeued.
+    pub async fn requeue_parked(&self, destination_id: &str) -> Result<u64, StoreError> {
+        let n = self
+            .inner
+            .store
+            .outbox_requeue_parked(destination_id)
+            .await?;
+        self.inner.wake([destination_id]);
+        Ok(n)
+    }
+
+    /// Delivery state of a destination: whether Warren delivers to its kind, pending and
+    /// parked counts, the oldest pending event, the last error. A destination that does not
+    /// exist reads as not delivered with empty counts.
+    pub async fn destination_status(&self, id: &str) -> Result<DeliveryStatus, StoreError> {
+        let delivered = match self.inner.store.event_destination(id).await? {
+            Some(dest) => serde_json::from_str::<Value>(&dest.target)
+                .ok()
+                .and_then(|v| Target::parse(&v).ok())
+                .is_some_and(|t| t.is_delivered()),
+            None => false,
+        };
+        let stats = self.inner.store.outbox_stats(id).await?;
+        Ok(DeliveryStatus {
+            delivered,
+            pending: stats.pending,
+            parked: stats.parked,
+            oldest_pending_at: stats.oldest_pending_at,
+            last_error: stats.last_error,
+        })
+    }
+
+    /// Delivery metrics (per destination: delivered, failed, parked, lag; emitted per type;
+    /// dropped) in the OpenMetrics text format, appended to `out`.
     pub fn encode_metrics(&self, out: &mut String) {
-        let _ = out;
+        metrics::encode(&self.inner, out);
+    }
+}
+
+/// Adds usage counters to the store every `usage_flush_interval` and right after each hour
+/// boundary of the pipeline's clock.
+async fn run_usage_flusher(events: Events) {
+    let cancel = events.inner.cancel.clone();
+    let interval = events
+        .inner
+        .config
+        .usage_flush_interval
+        .max(Duration::from_millis(10));
+    loop {
+        let now = events.inner.clock.now();
+        let into_hour = u64::try_from(now.unix_timestamp().rem_euclid(3600)).unwrap_or(0);
+        let to_boundary = Duration::from_secs(3600 - into_hour)
+            .saturating_sub(Duration::from_nanos(u64::from(now.nanosecond())))
+            + Duration::from_millis(1);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            // At least a second to the boundary: a frozen test clock just before an hour
+            // must not turn this into a busy loop.
+            _ = tokio::time::sleep(interval.min(to_boundary.max(Duration::from_secs(1)))) => {}
+        }
+        if let Err(e) = events.flush_usage().await {
+            tracing::warn!(error = %e, "usage counters could not be written; kept for the next flush");
+        }
     }
 }

@@ -151,6 +151,22 @@ pub struct Settings {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub require_reservations: Option<bool>,
+    /// Failed deliveries after which a batch of events is parked for a destination (visible on
+    /// the destination and requeued by `POST /event_destinations/{id}/requeue`) [default: 12].
+    #[arg(long, env = "WARREN_EVENT_MAX_ATTEMPTS", value_name = "N")]
+    pub event_max_attempts: Option<u32>,
+    /// Longest wait in seconds between delivery attempts to a failing destination (the wait
+    /// starts at 1 s and doubles) [default: 300].
+    #[arg(long, env = "WARREN_EVENT_BACKOFF_MAX", value_name = "SECONDS")]
+    pub event_backoff_max: Option<u64>,
+    /// Events held in memory on their way to the outbox; when full, traffic events are dropped
+    /// and counted, other events wait [default: 65536].
+    #[arg(long, env = "WARREN_EVENT_QUEUE_CAPACITY", value_name = "N")]
+    pub event_queue_capacity: Option<usize>,
+    /// Seconds between writes of the usage counters to the database (also at every clock
+    /// hour and on shutdown) [default: 10].
+    #[arg(long, env = "WARREN_USAGE_FLUSH_INTERVAL", value_name = "SECONDS")]
+    pub usage_flush_interval: Option<u64>,
 }
 
 /// How log lines are written.
@@ -278,7 +294,11 @@ impl Settings {
             max_sessions_per_credential,
             drain_timeout,
             log_format,
-            require_reservations
+            require_reservations,
+            event_max_attempts,
+            event_backoff_max,
+            event_queue_capacity,
+            usage_flush_interval
         );
         Ok(self)
     }
@@ -338,6 +358,31 @@ impl Settings {
         if let Some(required) = self.require_reservations {
             edge.require_reservations = required;
         }
+        let mut events = warren_events::EventsConfig::default();
+        if let Some(n) = self.event_max_attempts {
+            if n == 0 {
+                bail!("event_max_attempts must be at least 1");
+            }
+            events.max_attempts = n;
+        }
+        if let Some(seconds) = self.event_backoff_max {
+            if seconds == 0 {
+                bail!("event_backoff_max must be at least 1 second");
+            }
+            events.backoff_max = Duration::from_secs(seconds).max(events.backoff_base);
+        }
+        if let Some(n) = self.event_queue_capacity {
+            if !(1..=10_000_000).contains(&n) {
+                bail!("event_queue_capacity must be between 1 and 10000000");
+            }
+            events.queue_capacity = n;
+        }
+        if let Some(seconds) = self.usage_flush_interval {
+            if !(1..=3600).contains(&seconds) {
+                bail!("usage_flush_interval must be between 1 and 3600 seconds");
+            }
+            events.usage_flush_interval = Duration::from_secs(seconds);
+        }
         Ok(Config {
             data_dir,
             database_url,
@@ -354,7 +399,7 @@ impl Settings {
             log_format: self.log_format.unwrap_or_default(),
             edge,
             bootstrap,
-            events: warren_events::EventsConfig::default(),
+            events,
             clock: std::sync::Arc::new(warren_events::SystemClock),
         })
     }

@@ -44,13 +44,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     let created = bootstrap::ensure(&store, &config.bootstrap).await?;
-    let events = warren_events::Events::new(store.clone(), config.events.clone(), config.clock.clone());
-    events
-        .start()
-        .await
-        .context("starting event export from the store")?;
-    let edge = Edge::new(config.edge.clone(), store)?;
-    edge.attach_events(events);
+    let edge = Edge::new(config.edge.clone(), store.clone())?;
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
@@ -68,6 +62,23 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         api.local_addr()?,
     );
 
+    let base_url = config.api_url.clone().unwrap_or_else(|| {
+        let api_addr = server_addrs.3;
+        if api_addr.ip().is_unspecified() {
+            format!("http://localhost:{}", api_addr.port())
+        } else {
+            format!("http://{api_addr}")
+        }
+    });
+    let mut events_config = config.events.clone();
+    events_config.api_url = base_url.trim_end_matches('/').to_owned();
+    let events = warren_events::Events::new(store, events_config, config.clock.clone());
+    events
+        .start()
+        .await
+        .context("starting event export from the store")?;
+    edge.attach_events(events);
+
     let mut tasks = JoinSet::new();
     {
         let edge2 = edge.clone();
@@ -77,14 +88,6 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         let edge2 = edge.clone();
         tasks.spawn(async move { edge2.serve_https(https).await });
         let stop = edge.visitors_stopped();
-        let api_addr = api.local_addr()?;
-        let base_url = config.api_url.clone().unwrap_or_else(|| {
-            if api_addr.ip().is_unspecified() {
-                format!("http://localhost:{}", api_addr.port())
-            } else {
-                format!("http://{api_addr}")
-            }
-        });
         let state = warren_api::ApiState::new(edge.store().clone(), edge.clone(), &base_url);
         tasks.spawn(warren_api::serve(api, state, async move {
             stop.cancelled().await

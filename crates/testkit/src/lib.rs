@@ -15,6 +15,7 @@ pub mod origin;
 pub mod pg;
 pub mod raw;
 pub mod relay;
+pub mod webhook;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Once;

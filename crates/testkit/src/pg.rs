@@ -7,7 +7,8 @@ use sqlx::postgres::PgConnection;
 /// Env var naming the PostgreSQL database tests may use.
 pub const PG_URL_ENV: &str = "WARREN_TEST_DATABASE_URL";
 
-/// A schema created for one edge; dropped (with everything in it) when this is dropped.
+/// A schema created for one edge; dropped (with everything in it) when this is dropped, after
+/// ending every connection the edge still has open to it.
 pub struct TestSchema {
     /// The database URL with `search_path` set to the schema.
     pub url: String,
@@ -30,7 +31,8 @@ impl TestSchema {
         admin.close().await.ok();
         let sep = if admin_url.contains('?') { '&' } else { '?' };
         Some(TestSchema {
-            url: format!("{admin_url}{sep}options[search_path]={schema}"),
+            // The application name marks the edge's connections so the drop can end them.
+            url: format!("{admin_url}{sep}options[search_path]={schema}&application_name={schema}"),
             admin_url,
             schema,
         })
@@ -48,6 +50,17 @@ impl Drop for TestSchema {
                 .ok()?;
             rt.block_on(async {
                 let mut admin = PgConnection::connect(&admin_url).await.ok()?;
+                // The edge's pool may still hold connections — one inside a transaction whose
+                // task can no longer run once the test's runtime is blocked here — and
+                // DROP SCHEMA would wait for their locks forever: end them first.
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&schema)
+                .execute(&mut admin)
+                .await
+                .ok()?;
                 sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
                     .execute(&mut admin)
                     .await

@@ -12,6 +12,7 @@ use warren_model::ids::IdPrefix;
 use warren_store::api_keys::{ApiKey, ApiKeyUpdate, NewApiKey};
 
 use crate::ApiState;
+use crate::audit::{self, Action};
 use crate::resources::credentials::resolve_owner;
 use crate::resources::service_users::store_error;
 use crate::rest::{self, ApiError, ApiResult, Body, Caller, Page};
@@ -22,6 +23,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/api_keys", get(list).post(create))
         .route("/api_keys/{id}", get(fetch).patch(update).delete(remove))
 }
+
+/// The audit family of API keys.
+const AUDIT_STEM: &str = "api_key";
 
 /// An API key as the API shows it.
 #[derive(Debug, Serialize)]
@@ -74,7 +78,7 @@ async fn create(
     rest::check_text_fields(body.description.as_deref(), body.metadata.as_deref())?;
     let owner_id = match body.owner_id.as_deref().filter(|o| !o.is_empty()) {
         Some(owner) => Some(resolve_owner(&state, owner).await?),
-        None => caller.owner_id,
+        None => caller.owner_id.clone(),
     };
     let (key, token) = state
         .store()
@@ -85,6 +89,14 @@ async fn create(
         })
         .await
         .map_err(store_error)?;
+    audit::record(
+        &state,
+        &caller,
+        AUDIT_STEM,
+        Action::Created,
+        &view(&state, key.clone(), None),
+    )
+    .await;
     Ok(rest::created(view(&state, key, Some(token))))
 }
 
@@ -111,6 +123,7 @@ async fn fetch(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResu
 
 async fn update(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<UpdateBody>,
 ) -> ApiResult<Response> {
@@ -135,14 +148,39 @@ async fn update(
         .await
         .map_err(store_error)?
         .ok_or_else(ApiError::not_found)?;
+    audit::record(
+        &state,
+        &caller,
+        AUDIT_STEM,
+        Action::Updated,
+        &view(&state, key.clone(), None),
+    )
+    .await;
     Ok(rest::ok(view(&state, key, None)))
 }
 
-async fn remove(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn remove(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     rest::check_id(&id, IdPrefix::ApiKey)?;
+    let before = state
+        .store()
+        .api_key(&id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if !state.store().delete_api_key(&id).await? {
         return Err(ApiError::not_found());
     }
     tracing::info!(api_key = %id, "api key deleted");
+    audit::record(
+        &state,
+        &caller,
+        AUDIT_STEM,
+        Action::Deleted,
+        &view(&state, before, None),
+    )
+    .await;
     Ok(rest::no_content())
 }

@@ -17,6 +17,7 @@ use warren_model::ids::IdPrefix;
 use warren_store::credentials::{Credential, CredentialUpdate, NewCredential};
 
 use crate::ApiState;
+use crate::audit::{self, Action};
 use crate::resources::service_users::{store_error, to_stored_id};
 use crate::rest::{self, ApiError, ApiResult, Body, Caller, Page};
 
@@ -26,6 +27,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/credentials", get(list).post(create))
         .route("/credentials/{id}", get(fetch).patch(update).delete(remove))
 }
+
+/// The audit family of credentials.
+const AUDIT_STEM: &str = "tunnel_credential";
 
 /// A credential as the API shows it.
 #[derive(Debug, Serialize)]
@@ -111,7 +115,7 @@ async fn create(
     check_acl(&acl)?;
     let owner_id = match body.owner_id.as_deref().filter(|o| !o.is_empty()) {
         Some(owner) => Some(resolve_owner(&state, owner).await?),
-        None => caller.owner_id,
+        None => caller.owner_id.clone(),
     };
     let (credential, token) = state
         .store()
@@ -123,6 +127,14 @@ async fn create(
         })
         .await
         .map_err(store_error)?;
+    audit::record(
+        &state,
+        &caller,
+        AUDIT_STEM,
+        Action::Created,
+        &view(&state, credential.clone(), None),
+    )
+    .await;
     Ok(rest::created(view(&state, credential, Some(token))))
 }
 
@@ -157,6 +169,7 @@ async fn fetch(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResu
 
 async fn update(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<UpdateBody>,
 ) -> ApiResult<Response> {
@@ -192,15 +205,40 @@ async fn update(
             tracing::info!(credential = %id, stopped = stopped.len(), "ACL change stopped endpoints");
         }
     }
+    audit::record(
+        &state,
+        &caller,
+        AUDIT_STEM,
+        Action::Updated,
+        &view(&state, credential.clone(), None),
+    )
+    .await;
     Ok(rest::ok(view(&state, credential, None)))
 }
 
-async fn remove(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn remove(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     rest::check_id(&id, IdPrefix::Credential)?;
+    let before = state
+        .store()
+        .credential(&id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if !state.store().delete_credential(&id).await? {
         return Err(ApiError::not_found());
     }
     let closed = state.edge().revoke_credential(&id);
     tracing::info!(credential = %id, closed, "credential deleted");
+    audit::record(
+        &state,
+        &caller,
+        AUDIT_STEM,
+        Action::Deleted,
+        &view(&state, before, None),
+    )
+    .await;
     Ok(rest::no_content())
 }

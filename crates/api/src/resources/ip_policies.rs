@@ -28,7 +28,8 @@ use warren_store::ip_policies::{
 };
 
 use crate::ApiState;
-use crate::rest::{self, ApiError, ApiResult, Body, Page, code};
+use crate::audit::{self, Action};
+use crate::rest::{self, ApiError, ApiResult, Body, Caller, Page, code};
 
 const POLICIES: &str = "/ip_policies";
 const RULES: &str = "/ip_policy_rules";
@@ -260,6 +261,7 @@ async fn refresh(state: &ApiState) {
 
 async fn create_policy(
     State(state): State<ApiState>,
+    caller: Caller,
     Body(body): Body<PolicyCreateBody>,
 ) -> ApiResult<Response> {
     rest::check_text_fields(body.description.as_deref(), body.metadata.as_deref())?;
@@ -271,7 +273,9 @@ async fn create_policy(
         )
         .await
         .map_err(store_error)?;
-    Ok(rest::created(PolicyView::of(&state, created)))
+    let view = PolicyView::of(&state, created);
+    audit::record(&state, &caller, "ip_policy", Action::Created, &view).await;
+    Ok(rest::created(view))
 }
 
 async fn list_policies(State(state): State<ApiState>, page: Page) -> ApiResult<Response> {
@@ -307,6 +311,7 @@ async fn get_policy(State(state): State<ApiState>, Path(id): Path<String>) -> Ap
 
 async fn update_policy(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<PolicyUpdateBody>,
 ) -> ApiResult<Response> {
@@ -318,14 +323,24 @@ async fn update_policy(
         .await
         .map_err(store_error)?
         .ok_or_else(ApiError::not_found)?;
-    Ok(rest::ok(PolicyView::of(&state, updated)))
+    let view = PolicyView::of(&state, updated);
+    audit::record(&state, &caller, "ip_policy", Action::Updated, &view).await;
+    Ok(rest::ok(view))
 }
 
 async fn delete_policy(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     rest::check_id(&id, IdPrefix::IpPolicy)?;
+    let before = state
+        .store()
+        .ip_policy(&id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(ApiError::not_found)?;
+    let before = PolicyView::of(&state, before);
     match state
         .store()
         .delete_ip_policy(&id)
@@ -334,6 +349,7 @@ async fn delete_policy(
     {
         PolicyDelete::Deleted => {
             refresh(&state).await;
+            audit::record(&state, &caller, "ip_policy", Action::Deleted, &before).await;
             Ok(rest::no_content())
         }
         PolicyDelete::NotFound => Err(ApiError::not_found()),
@@ -345,6 +361,7 @@ async fn delete_policy(
 
 async fn create_rule(
     State(state): State<ApiState>,
+    caller: Caller,
     Body(body): Body<RuleCreateBody>,
 ) -> ApiResult<Response> {
     rest::check_text_fields(body.description.as_deref(), body.metadata.as_deref())?;
@@ -360,7 +377,9 @@ async fn create_rule(
         .await
         .map_err(store_error)?;
     refresh(&state).await;
-    Ok(rest::created(RuleView::of(&state, created)))
+    let view = RuleView::of(&state, created);
+    audit::record(&state, &caller, "ip_policy_rule", Action::Created, &view).await;
+    Ok(rest::created(view))
 }
 
 async fn list_rules(State(state): State<ApiState>, page: Page) -> ApiResult<Response> {
@@ -393,6 +412,7 @@ async fn get_rule(State(state): State<ApiState>, Path(id): Path<String>) -> ApiR
 
 async fn update_rule(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<RuleUpdateBody>,
 ) -> ApiResult<Response> {
@@ -412,11 +432,24 @@ async fn update_rule(
         .map_err(store_error)?
         .ok_or_else(ApiError::not_found)?;
     refresh(&state).await;
-    Ok(rest::ok(RuleView::of(&state, updated)))
+    let view = RuleView::of(&state, updated);
+    audit::record(&state, &caller, "ip_policy_rule", Action::Updated, &view).await;
+    Ok(rest::ok(view))
 }
 
-async fn delete_rule(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn delete_rule(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     rest::check_id(&id, IdPrefix::IpPolicyRule)?;
+    let before = state
+        .store()
+        .ip_policy_rule(&id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(ApiError::not_found)?;
+    let before = RuleView::of(&state, before);
     if !state
         .store()
         .delete_ip_policy_rule(&id)
@@ -426,11 +459,13 @@ async fn delete_rule(State(state): State<ApiState>, Path(id): Path<String>) -> A
         return Err(ApiError::not_found());
     }
     refresh(&state).await;
+    audit::record(&state, &caller, "ip_policy_rule", Action::Deleted, &before).await;
     Ok(rest::no_content())
 }
 
 async fn create_restriction(
     State(state): State<ApiState>,
+    caller: Caller,
     Body(body): Body<RestrictionCreateBody>,
 ) -> ApiResult<Response> {
     rest::check_text_fields(body.description.as_deref(), body.metadata.as_deref())?;
@@ -465,7 +500,9 @@ async fn create_restriction(
         .await
         .map_err(store_error)?;
     refresh(&state).await;
-    Ok(rest::created(RestrictionView::of(&state, created)))
+    let view = RestrictionView::of(&state, created);
+    audit::record(&state, &caller, "ip_restriction", Action::Created, &view).await;
+    Ok(rest::created(view))
 }
 
 async fn list_restrictions(State(state): State<ApiState>, page: Page) -> ApiResult<Response> {
@@ -504,6 +541,7 @@ async fn get_restriction(
 
 async fn update_restriction(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<RestrictionUpdateBody>,
 ) -> ApiResult<Response> {
@@ -524,14 +562,24 @@ async fn update_restriction(
         .map_err(store_error)?
         .ok_or_else(ApiError::not_found)?;
     refresh(&state).await;
-    Ok(rest::ok(RestrictionView::of(&state, updated)))
+    let view = RestrictionView::of(&state, updated);
+    audit::record(&state, &caller, "ip_restriction", Action::Updated, &view).await;
+    Ok(rest::ok(view))
 }
 
 async fn delete_restriction(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     rest::check_id(&id, IdPrefix::IpRestriction)?;
+    let before = state
+        .store()
+        .ip_restriction(&id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(ApiError::not_found)?;
+    let before = RestrictionView::of(&state, before);
     if !state
         .store()
         .delete_ip_restriction(&id)
@@ -541,5 +589,6 @@ async fn delete_restriction(
         return Err(ApiError::not_found());
     }
     refresh(&state).await;
+    audit::record(&state, &caller, "ip_restriction", Action::Deleted, &before).await;
     Ok(rest::no_content())
 }

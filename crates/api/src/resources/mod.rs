@@ -4,12 +4,16 @@
 pub mod api_keys;
 pub mod credentials;
 pub mod endpoints;
+pub mod event_destinations;
+pub mod event_stream;
+pub mod event_subscriptions;
 pub mod ip_policies;
 pub mod reserved_addrs;
 pub mod reserved_domains;
 pub mod service_users;
 pub mod tunnel_sessions;
 pub mod tunnels;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::State;
@@ -26,6 +30,9 @@ pub const COLLECTIONS: &[&str] = &[
     "bot_users",
     "credentials",
     "endpoints",
+    "event_destinations",
+    "event_stream",
+    "event_subscriptions",
     "ip_policies",
     "ip_policy_rules",
     "ip_restrictions",
@@ -34,6 +41,7 @@ pub const COLLECTIONS: &[&str] = &[
     "service_users",
     "tunnel_sessions",
     "tunnels",
+    "usage",
 ];
 
 /// Every authenticated route.
@@ -49,6 +57,10 @@ pub fn routes() -> Router<ApiState> {
         .merge(tunnels::routes())
         .merge(endpoints::routes())
         .merge(ip_policies::routes())
+        .merge(event_destinations::routes())
+        .merge(event_subscriptions::routes())
+        .merge(event_stream::routes())
+        .merge(usage::routes())
 }
 
 /// `GET /`: `{uri, subresource_uris: {name: url}}`.

@@ -28,7 +28,8 @@ use warren_store::reservations::{NewReservedAddr, ReservedAddr, ReservedAddrUpda
 
 use super::reserved_domains::{check_region, store_error};
 use crate::ApiState;
-use crate::rest::{self, ApiError, ApiResult, Body, Page, code};
+use crate::audit::{self, Action};
+use crate::rest::{self, ApiError, ApiResult, Body, Caller, Page, code};
 
 /// The collection's path.
 const PATH: &str = "/reserved_addrs";
@@ -157,8 +158,12 @@ async fn candidate_port(state: &ApiState) -> ApiResult<u16> {
         })
 }
 
+/// The audit family of reserved TCP addresses.
+const AUDIT_STEM: &str = "tcp_address";
+
 async fn create(
     State(state): State<ApiState>,
+    caller: Caller,
     Body(body): Body<CreateBody>,
 ) -> ApiResult<Response> {
     rest::check_text_fields(body.description.as_deref(), body.metadata.as_deref())?;
@@ -173,7 +178,11 @@ async fn create(
             metadata: body.metadata.clone().unwrap_or_default(),
         };
         match state.store().create_reserved_addr(new).await {
-            Ok(created) => return Ok(rest::created(ReservedAddrView::of(&state, created))),
+            Ok(created) => {
+                let view = ReservedAddrView::of(&state, created);
+                audit::record(&state, &caller, AUDIT_STEM, Action::Created, &view).await;
+                return Ok(rest::created(view));
+            }
             // Another create took this port first: choose again.
             Err(StoreError::Conflict { .. }) => continue,
             Err(other) => return Err(store_error(other)),
@@ -217,6 +226,7 @@ async fn get_one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiRe
 
 async fn update(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<UpdateBody>,
 ) -> ApiResult<Response> {
@@ -234,11 +244,24 @@ async fn update(
         .await
         .map_err(store_error)?
         .ok_or_else(ApiError::not_found)?;
-    Ok(rest::ok(ReservedAddrView::of(&state, updated)))
+    let view = ReservedAddrView::of(&state, updated);
+    audit::record(&state, &caller, AUDIT_STEM, Action::Updated, &view).await;
+    Ok(rest::ok(view))
 }
 
-async fn remove(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn remove(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     rest::check_id(&id, IdPrefix::ReservedAddr)?;
+    let before = state
+        .store()
+        .reserved_addr(&id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(ApiError::not_found)?;
+    let before = ReservedAddrView::of(&state, before);
     if !state
         .store()
         .delete_reserved_addr(&id)
@@ -247,5 +270,6 @@ async fn remove(State(state): State<ApiState>, Path(id): Path<String>) -> ApiRes
     {
         return Err(ApiError::not_found());
     }
+    audit::record(&state, &caller, AUDIT_STEM, Action::Deleted, &before).await;
     Ok(rest::no_content())
 }

@@ -28,10 +28,14 @@ use warren_store::reservations::{
 };
 
 use crate::ApiState;
-use crate::rest::{self, ApiError, ApiResult, Body, Page, code};
+use crate::audit::{self, Action};
+use crate::rest::{self, ApiError, ApiResult, Body, Caller, Page, code};
 
 /// The collection's path.
 const PATH: &str = "/reserved_domains";
+
+/// The audit family of reserved domains.
+const AUDIT_STEM: &str = "domain";
 
 /// The only certificate authority a policy may name.
 pub const AUTHORITY: &str = "letsencrypt";
@@ -267,6 +271,7 @@ fn check_policy(policy: PolicyBody) -> ApiResult<CertPolicy> {
 
 async fn create(
     State(state): State<ApiState>,
+    caller: Caller,
     Body(body): Body<CreateBody>,
 ) -> ApiResult<Response> {
     let domain = body.domain.trim();
@@ -299,7 +304,9 @@ async fn create(
             }
             other => store_error(other),
         })?;
-    Ok(rest::created(ReservedDomainView::of(&state, created)))
+    let view = ReservedDomainView::of(&state, created);
+    audit::record(&state, &caller, AUDIT_STEM, Action::Created, &view).await;
+    Ok(rest::created(view))
 }
 
 async fn list(State(state): State<ApiState>, page: Page) -> ApiResult<Response> {
@@ -339,6 +346,7 @@ async fn get_one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiRe
 
 async fn update(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<UpdateBody>,
 ) -> ApiResult<Response> {
@@ -364,11 +372,17 @@ async fn update(
         .await
         .map_err(store_error)?
         .ok_or_else(ApiError::not_found)?;
-    Ok(rest::ok(ReservedDomainView::of(&state, updated)))
+    let view = ReservedDomainView::of(&state, updated);
+    audit::record(&state, &caller, AUDIT_STEM, Action::Updated, &view).await;
+    Ok(rest::ok(view))
 }
 
-async fn remove(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
-    rest::check_id(&id, IdPrefix::ReservedDomain)?;
+async fn remove(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let before = ReservedDomainView::of(&state, find(&state, &id).await?);
     if !state
         .store()
         .delete_reserved_domain(&id)
@@ -377,6 +391,7 @@ async fn remove(State(state): State<ApiState>, Path(id): Path<String>) -> ApiRes
     {
         return Err(ApiError::not_found());
     }
+    audit::record(&state, &caller, AUDIT_STEM, Action::Deleted, &before).await;
     Ok(rest::no_content())
 }
 
@@ -393,10 +408,11 @@ async fn detach_certificate(
 /// `DELETE …/certificate_management_policy`: removes the policy.
 async fn detach_policy(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     rest::check_id(&id, IdPrefix::ReservedDomain)?;
-    state
+    let updated = state
         .store()
         .update_reserved_domain(
             &id,
@@ -408,6 +424,8 @@ async fn detach_policy(
         .await
         .map_err(store_error)?
         .ok_or_else(ApiError::not_found)?;
+    let view = ReservedDomainView::of(&state, updated);
+    audit::record(&state, &caller, AUDIT_STEM, Action::Updated, &view).await;
     Ok(rest::no_content())
 }
 

@@ -18,7 +18,11 @@ use warren_store::StoreError;
 use warren_store::service_users::{ServiceUser, ServiceUserUpdate};
 
 use crate::ApiState;
-use crate::rest::{self, ApiError, ApiResult, Body, Page};
+use crate::audit::{self, Action};
+use crate::rest::{self, ApiError, ApiResult, Body, Caller, Page};
+
+/// The audit family of service users.
+const AUDIT_STEM: &str = "service_user";
 
 /// The legacy prefix shown on `/bot_users`.
 const BOT_PREFIX: &str = "bot";
@@ -136,6 +140,7 @@ struct UpdateBody {
 
 async fn create<const BOT: bool>(
     State(state): State<ApiState>,
+    caller: Caller,
     Body(body): Body<CreateBody>,
 ) -> ApiResult<Response> {
     let name = body.name.unwrap_or_default();
@@ -144,6 +149,14 @@ async fn create<const BOT: bool>(
         .create_service_user(&name, body.active.unwrap_or(true))
         .await
         .map_err(store_error)?;
+    audit::record(
+        &state,
+        &caller,
+        AUDIT_STEM,
+        Action::Created,
+        &flavor(false).view(&state, user.clone()),
+    )
+    .await;
     Ok(rest::created(flavor(BOT).view(&state, user)))
 }
 
@@ -181,6 +194,7 @@ async fn fetch<const BOT: bool>(
 
 async fn update<const BOT: bool>(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<UpdateBody>,
 ) -> ApiResult<Response> {
@@ -211,14 +225,28 @@ async fn update<const BOT: bool>(
         Some(true) => state.edge().owner_reactivated(&stored),
         None => {}
     }
+    audit::record(
+        &state,
+        &caller,
+        AUDIT_STEM,
+        Action::Updated,
+        &flavor(false).view(&state, user.clone()),
+    )
+    .await;
     Ok(rest::ok(f.view(&state, user)))
 }
 
 async fn remove<const BOT: bool>(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let stored = flavor(BOT).stored_id(&id)?;
+    let before = state
+        .store()
+        .service_user(&stored)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let deleted = state
         .store()
         .delete_service_user_cascade(&stored)
@@ -233,5 +261,13 @@ async fn remove<const BOT: bool>(
         api_keys = deleted.api_keys.len(),
         "service user deleted with what it owned"
     );
+    audit::record(
+        &state,
+        &caller,
+        AUDIT_STEM,
+        Action::Deleted,
+        &flavor(false).view(&state, before),
+    )
+    .await;
     Ok(rest::no_content())
 }

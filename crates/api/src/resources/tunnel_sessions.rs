@@ -63,6 +63,11 @@ pub struct TunnelSessionView {
     pub started_at: String,
     /// Always [`TRANSPORT`].
     pub transport: String,
+    /// Warren extension: when the agent last answered a heartbeat (RFC 3339), null before the
+    /// first.
+    pub last_heartbeat_at: Option<String>,
+    /// Warren extension: round-trip time of the last answered heartbeat, in milliseconds.
+    pub latency_ms: Option<f64>,
 }
 
 impl TunnelSessionView {
@@ -79,6 +84,8 @@ impl TunnelSessionView {
             region: REGION.to_owned(),
             started_at: rest::timestamp(session.started_at),
             transport: TRANSPORT.to_owned(),
+            last_heartbeat_at: session.last_heartbeat_at().map(rest::timestamp),
+            latency_ms: session.latency().map(|d| d.as_secs_f64() * 1000.0),
         }
     }
 }

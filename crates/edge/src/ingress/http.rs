@@ -5,8 +5,15 @@
 //! connection) → **response** (streamed back; a 101 joins both upgraded connections for
 //! WebSockets). Errors say who is to blame: an unknown host is the visitor's 404, a gone or silent
 //! agent is a 502/503/504 from the edge with its own code.
+//!
+//! Observability: every answer is counted by status class (the edge's own pages too). A request
+//! routed to an endpoint counts as one of its requests; its head and body bytes are metered as
+//! they move (heads at their HTTP/1.1 size), upgraded connections included; and, only when
+//! something wants `http_request_complete.v0`, the event is built and emitted once the response
+//! body has ended or been dropped. Requests that reach no endpoint have no event.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,13 +25,17 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
+use warren_events::types::HTTP_REQUEST_COMPLETE;
 
 use super::activity::{Activity, Watched};
+use super::metered::{Completion, Counted, RequestBody, ResponseBody};
 use super::pages::{self, Body, error_page};
 use crate::config::{AGENT_RESPONSE_TIMEOUT, MAX_REQUEST_HEAD_BYTES, VISITOR_HEADER_TIMEOUT};
+use crate::event_objects::{ConnInfo, HttpRequestInfo, HttpResponseInfo};
 use crate::tunnel::{ConnectError, Tunnel};
 use crate::{Edge, VisitorAddrs};
 
@@ -66,10 +77,12 @@ where
     let stop = edge.visitors_stopped();
     let header_timeout = edge.config().visitor_header_timeout;
     let activity = Activity::new();
+    let started = edge.events().map(|events| events.now());
     let conn = Arc::new(VisitorConn {
         edge,
         addrs,
         scheme,
+        started,
         idle_agent: Mutex::new(None),
     });
     let service = service_fn({
@@ -127,17 +140,64 @@ where
     }
 }
 
+/// The request body as it goes to the agent: counted for the tunnel.
+type AgentBody = RequestBody<Incoming>;
+
 /// State of one visitor connection.
 struct VisitorConn {
     edge: Edge,
     addrs: VisitorAddrs,
     scheme: Scheme,
+    /// When the connection was accepted, by the event pipeline's clock (when one is attached).
+    started: Option<OffsetDateTime>,
     /// The agent connection the previous HTTP/1.1 request used, kept for the next one.
-    idle_agent: Mutex<Option<(Arc<Tunnel>, SendRequest<Incoming>)>>,
+    idle_agent: Mutex<Option<(Arc<Tunnel>, SendRequest<AgentBody>)>>,
+}
+
+/// What `http_request_complete.v0` needs that is known before the response: built only when
+/// the event is wanted.
+struct Exchange {
+    events: warren_events::Events,
+    conn: ConnInfo,
+    request: HttpRequestInfo,
+    request_length: Arc<AtomicU64>,
+}
+
+impl Exchange {
+    /// The completion to run when the response body ends: emits the event.
+    fn completion(self, tunnel: Arc<Tunnel>, status: StatusCode) -> Completion {
+        let first_byte = self.events.now();
+        Box::new(move |body_length| {
+            let response = HttpResponseInfo {
+                status: status.as_u16(),
+                body_length,
+                first_byte,
+                last_byte: self.events.now(),
+            };
+            let object = crate::event_objects::http_request_complete(
+                &tunnel,
+                &self.conn,
+                &self.request,
+                self.request_length.load(Ordering::Relaxed),
+                &response,
+            );
+            self.events.emit(HTTP_REQUEST_COMPLETE, None, object);
+        })
+    }
 }
 
 impl VisitorConn {
-    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+    /// Answers one request and counts the answer by status class.
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let resp = self.route_and_forward(req).await;
+        self.edge
+            .inner()
+            .metrics
+            .http_response(resp.status().as_u16());
+        resp
+    }
+
+    async fn route_and_forward(&self, mut req: Request<Incoming>) -> Response<Body> {
         // Policy: `endpoints` IP restrictions, checked per request so a new restriction also
         // applies to kept-alive connections.
         if !crate::ip_restrictions::visitor_admitted(&self.edge, self.addrs).await {
@@ -174,9 +234,16 @@ impl VisitorConn {
         };
 
         // Forward.
+        tunnel.meter.request();
         let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let reuse = req.version() != Version::HTTP_2 && upgrade.is_none();
         let (mut parts, body) = req.into_parts();
+        let exchange = self.exchange(&parts, &host);
+        let body = RequestBody::new(
+            body,
+            tunnel.clone(),
+            exchange.as_ref().map(|e| e.request_length.clone()),
+        );
         prepare_request_head(
             &mut parts,
             &authority,
@@ -184,9 +251,10 @@ impl VisitorConn {
             self.scheme,
             upgrade.is_some(),
         );
+        tunnel.meter.bytes_in(request_head_len(&parts));
         let mut sender = match self.agent(&tunnel).await {
             Ok(sender) => sender,
-            Err(error) => return connect_error_page(error),
+            Err(error) => return finish_page(connect_error_page(error), &tunnel, exchange),
         };
         let sent = timeout(
             AGENT_RESPONSE_TIMEOUT,
@@ -197,24 +265,27 @@ impl VisitorConn {
             Ok(Ok(resp)) => resp,
             Ok(Err(error)) => {
                 tracing::debug!(tunnel = %tunnel.id, %error, "agent response failed");
-                return error_page(
+                let page = error_page(
                     StatusCode::BAD_GATEWAY,
                     pages::AGENT_UNAVAILABLE,
                     "Bad gateway",
                     "The agent closed the connection before sending a complete response.",
                 );
+                return finish_page(page, &tunnel, exchange);
             }
             Err(_) => {
-                return error_page(
+                let page = error_page(
                     StatusCode::GATEWAY_TIMEOUT,
                     pages::AGENT_TIMEOUT,
                     "Gateway timeout",
                     "The agent did not answer in time.",
                 );
+                return finish_page(page, &tunnel, exchange);
             }
         };
 
         // Response.
+        tunnel.meter.bytes_out(response_head_len(&resp));
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(visitor_side) = upgrade {
                 let agent_side = hyper::upgrade::on(&mut resp);
@@ -222,23 +293,45 @@ impl VisitorConn {
                 // of its own (when one is free) and a drain waits for it like any visitor.
                 let inner = self.edge.inner();
                 let slot = inner.visitor_slots.clone().try_acquire_owned().ok();
+                let upgraded = tunnel.clone();
                 inner.visitors.spawn(async move {
-                    join_upgraded(visitor_side, agent_side).await;
+                    join_upgraded(visitor_side, agent_side, upgraded).await;
                     drop(slot);
                 });
             }
         } else {
             strip_hop_by_hop(resp.headers_mut(), false);
             if reuse {
-                *self.idle_agent.lock().expect("idle agent lock") = Some((tunnel, sender));
+                *self.idle_agent.lock().expect("idle agent lock") = Some((tunnel.clone(), sender));
             }
         }
-        resp.map(|body| body.boxed())
+        let done = exchange.map(|e| e.completion(tunnel.clone(), resp.status()));
+        resp.map(|body| ResponseBody::new(body, tunnel, true, done).boxed())
+    }
+
+    /// The event's request half, when `http_request_complete.v0` is wanted.
+    fn exchange(&self, head: &http::request::Parts, host: &str) -> Option<Exchange> {
+        let events = self.edge.events()?;
+        if !events.wants(HTTP_REQUEST_COMPLETE) {
+            return None;
+        }
+        let conn = ConnInfo {
+            client: self.addrs.remote,
+            server: self.addrs.local,
+            server_name: host.to_owned(),
+            start: self.started.unwrap_or_else(|| events.now()),
+        };
+        Some(Exchange {
+            events: events.clone(),
+            conn,
+            request: HttpRequestInfo::capture(head, self.scheme.as_str(), host),
+            request_length: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// The agent connection for `tunnel`: the idle one from the previous request when it is for
     /// the same tunnel and still usable, else a new proxy stream speaking HTTP/1.1.
-    async fn agent(&self, tunnel: &Arc<Tunnel>) -> Result<SendRequest<Incoming>, ConnectError> {
+    async fn agent(&self, tunnel: &Arc<Tunnel>) -> Result<SendRequest<AgentBody>, ConnectError> {
         let idle = self.idle_agent.lock().expect("idle agent lock").take();
         if let Some((idle_tunnel, mut sender)) = idle
             && Arc::ptr_eq(&idle_tunnel, tunnel)
@@ -261,6 +354,21 @@ impl VisitorConn {
         });
         Ok(sender)
     }
+}
+
+/// An edge error page answering a request routed to `tunnel`: reported in the request's event
+/// (when one is wanted); its bytes are not the endpoint's traffic.
+fn finish_page(
+    page: Response<Body>,
+    tunnel: &Arc<Tunnel>,
+    exchange: Option<Exchange>,
+) -> Response<Body> {
+    let Some(exchange) = exchange else {
+        return page;
+    };
+    let done = exchange.completion(tunnel.clone(), page.status());
+    let tunnel = tunnel.clone();
+    page.map(|body| ResponseBody::new(body, tunnel, false, Some(done)).boxed())
 }
 
 fn connect_error_page(error: ConnectError) -> Response<Body> {
@@ -348,6 +456,29 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Size of a header block as HTTP/1.1 writes it (`name: value\r\n` each, then `\r\n`).
+fn headers_len(headers: &HeaderMap) -> u64 {
+    let fields: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (fields + 2) as u64
+}
+
+/// Size of a request head as sent to the agent over HTTP/1.1 (metered as bytes in).
+fn request_head_len(parts: &http::request::Parts) -> u64 {
+    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    // `METHOD SP target SP HTTP/1.1 CRLF`
+    (parts.method.as_str().len() + target + 12) as u64 + headers_len(&parts.headers)
+}
+
+/// Size of a response head as the agent sent it over HTTP/1.1 (metered as bytes out).
+fn response_head_len<B>(resp: &Response<B>) -> u64 {
+    let reason = resp.status().canonical_reason().map_or(0, str::len);
+    // `HTTP/1.1 SP code SP reason CRLF`
+    (15 + reason) as u64 + headers_len(resp.headers())
+}
+
 /// Rewrites the visitor's request head for the agent: origin-form URI, HTTP/1.1, Host, and the
 /// `X-Forwarded-*` headers.
 fn prepare_request_head(
@@ -386,12 +517,17 @@ fn prepare_request_head(
     );
 }
 
-/// Copies bytes between the visitor and the agent once both sides have switched protocols.
-async fn join_upgraded(visitor: hyper::upgrade::OnUpgrade, agent: hyper::upgrade::OnUpgrade) {
+/// Copies bytes between the visitor and the agent once both sides have switched protocols,
+/// counting them for `tunnel`.
+async fn join_upgraded(
+    visitor: hyper::upgrade::OnUpgrade,
+    agent: hyper::upgrade::OnUpgrade,
+    tunnel: Arc<Tunnel>,
+) {
     let (Ok(visitor), Ok(agent)) = tokio::join!(visitor, agent) else {
         return;
     };
-    let mut visitor = TokioIo::new(visitor);
+    let mut visitor = Counted::new(TokioIo::new(visitor), tunnel);
     let mut agent = TokioIo::new(agent);
     let _ = tokio::io::copy_bidirectional(&mut visitor, &mut agent).await;
 }
@@ -399,6 +535,23 @@ async fn join_upgraded(visitor: hyper::upgrade::OnUpgrade, agent: hyper::upgrade
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_sizes_are_their_http1_wire_sizes() {
+        let (mut parts, ()) = Request::get("/a?b=1").body(()).unwrap().into_parts();
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("x.io"));
+        // "GET /a?b=1 HTTP/1.1\r\n" + "host: x.io\r\n" + "\r\n"
+        assert_eq!(request_head_len(&parts), 21 + 12 + 2);
+        let resp = Response::builder()
+            .status(404)
+            .header("a", "b")
+            .body(())
+            .unwrap();
+        // "HTTP/1.1 404 Not Found\r\n" + "a: b\r\n" + "\r\n"
+        assert_eq!(response_head_len(&resp), 24 + 6 + 2);
+    }
 
     #[test]
     fn hosts_lose_ports_and_case() {

@@ -59,7 +59,8 @@ async fn handle(edge: Edge, mut tcp: TcpStream, addrs: VisitorAddrs) {
         .and_then(|name| edge.routes().host(name).cloned())
         .filter(|tunnel| tunnel.proto == Proto::Tls);
     if let Some(tunnel) = passthrough {
-        super::tcp::pipe(edge, tunnel, tcp, addrs, hello.freeze()).await;
+        let server_name = sni.unwrap_or_default();
+        super::tcp::pipe(edge, tunnel, tcp, addrs, hello.freeze(), server_name).await;
         return;
     }
     let header_timeout = edge.config().visitor_header_timeout;

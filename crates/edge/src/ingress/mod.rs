@@ -6,6 +6,7 @@
 //!   endpoint, otherwise terminates TLS (certificate by SNI, ALPN h2/http1.1) and serves HTTP.
 //! - [`tcp`] — one listener per TCP endpoint, bytes copied both ways.
 //! - [`pages`] — the error pages visitors see, each with a stable error code.
+//! - `metered` — counting wrappers: visitor bytes reach the tunnel's meter as they move.
 //!
 //! Every visitor connection takes a slot from the edge-wide visitor limit and is tracked so a
 //! drain can wait for it.
@@ -13,6 +14,7 @@
 pub mod activity;
 pub mod http;
 pub mod https;
+mod metered;
 pub mod pages;
 pub mod prefixed;
 pub mod tcp;

@@ -49,7 +49,8 @@ pub enum Command {
     /// Run the agent as a systemd service.
     #[command(subcommand)]
     Service(ServiceCommand),
-    /// Manage the fleet through Warren's REST API (service users, authtokens, domains, agents).
+    /// Manage the fleet through Warren's REST API (service users, authtokens, domains, agents,
+    /// IP policies, event export, live events, usage).
     Api(crate::api_cmd::ApiArgs),
     /// Print the version.
     Version,

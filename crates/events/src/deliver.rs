@@ -58,29 +58,42 @@ pub(crate) async fn run_worker(
     cancel: CancellationToken,
 ) {
     let sink = Sink::new(&target, &inner.config);
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        _ = work(&inner, &id, sink, &state) => {}
-    }
+    work(&inner, &id, sink, &state, &cancel).await;
     state.oldest_pending.store(0, Ordering::Relaxed);
 }
 
-async fn work(inner: &Inner, id: &str, mut sink: Sink, state: &DestinationState) {
+/// The worker loop. `cancel` is honoured between attempts, never during one: an attempt in
+/// flight (bounded by `delivery_timeout`) finishes and is recorded, so a clean shutdown does not
+/// leave delivered rows behind to be sent again.
+async fn work(
+    inner: &Inner,
+    id: &str,
+    mut sink: Sink,
+    state: &DestinationState,
+    cancel: &CancellationToken,
+) {
     let config = &inner.config;
     let limit = i64::try_from(config.batch_max.max(1)).unwrap_or(i64::MAX);
-    loop {
+    let wait = |timeout: Duration| async move {
+        tokio::select! {
+            _ = state.notify.notified() => {}
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(timeout) => {}
+        }
+    };
+    while !cancel.is_cancelled() {
         let rows = match inner.store.outbox_pending(id, limit).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(destination = %id, error = %e, "reading the outbox failed");
-                wait(state, config.poll_interval).await;
+                wait(config.poll_interval).await;
                 continue;
             }
         };
         let now = OffsetDateTime::now_utc();
         let Some(head) = rows.first() else {
             state.oldest_pending.store(0, Ordering::Relaxed);
-            wait(state, config.poll_interval).await;
+            wait(config.poll_interval).await;
             continue;
         };
         state
@@ -91,7 +104,7 @@ async fn work(inner: &Inner, id: &str, mut sink: Sink, state: &DestinationState)
                 .try_into()
                 .unwrap_or(Duration::ZERO);
             // A wake-up (requeue) re-reads; new rows wait behind the head anyway.
-            wait(state, until).await;
+            wait(until).await;
             continue;
         }
         let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
@@ -111,19 +124,24 @@ async fn work(inner: &Inner, id: &str, mut sink: Sink, state: &DestinationState)
                 if let Err(e) = inner.store.outbox_delivered(&seqs).await {
                     // The destination has the events; they will be sent again (at least once).
                     tracing::warn!(destination = %id, error = %e, "marking events delivered failed");
-                    wait(state, config.poll_interval).await;
+                    wait(config.poll_interval).await;
                     continue;
                 }
                 state
                     .delivered
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
             }
-            Err(error) => failed(inner, id, state, &rows, &seqs, truncate(error)).await,
+            Err(error) => {
+                if !failed(inner, id, state, &rows, &seqs, truncate(error)).await {
+                    wait(config.poll_interval).await;
+                }
+            }
         }
     }
 }
 
-/// Records a failed attempt on a batch, or parks it after `max_attempts`.
+/// Records a failed attempt on a batch, or parks it after `max_attempts`; `false` when the
+/// store could not record it.
 async fn failed(
     inner: &Inner,
     id: &str,
@@ -131,7 +149,7 @@ async fn failed(
     rows: &[OutboxEntry],
     seqs: &[i64],
     error: String,
-) {
+) -> bool {
     let config = &inner.config;
     state.failures.fetch_add(1, Ordering::Relaxed);
     let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
@@ -148,17 +166,12 @@ async fn failed(
         let next = OffsetDateTime::now_utc() + delay;
         inner.store.outbox_failed(seqs, &error, next).await
     };
-    if let Err(e) = result {
-        tracing::warn!(destination = %id, error = %e, "recording a delivery failure failed");
-        wait(state, config.poll_interval).await;
-    }
-}
-
-/// Waits for a wake-up or `timeout`.
-async fn wait(state: &DestinationState, timeout: Duration) {
-    tokio::select! {
-        _ = state.notify.notified() => {}
-        _ = tokio::time::sleep(timeout) => {}
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(destination = %id, error = %e, "recording a delivery failure failed");
+            false
+        }
     }
 }
 

@@ -650,3 +650,21 @@ async fn a_connection_closed_while_idle_is_no_failure() {
     );
     events.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_right_after_delivery_leaves_nothing_pending() {
+    let fx = fixture().await;
+    let receiver = Receiver::down_at_first("").await;
+    let dest = destination(&fx.store, json!({"http": {"url": receiver.url()}})).await;
+    subscribe(&fx.store, &[types::AGENT_SESSION_START], &[&dest]).await;
+    let events = Events::new(fx.store.clone(), config(), Arc::new(SystemClock));
+    events.start().await.unwrap();
+    for n in 0..30u64 {
+        events.emit(types::AGENT_SESSION_START, None, json!({"n": n}));
+    }
+    events.flush().await;
+    receiver.up().await;
+    receiver.wait_for(30).await;
+    events.shutdown().await;
+    assert_eq!(events.destination_status(&dest).await.unwrap().pending, 0);
+}

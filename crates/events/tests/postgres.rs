@@ -106,7 +106,10 @@ async fn postgres_delivery_in_order_parking_and_usage() {
         numbers(&receiver.wait_for(30).await),
         (0..30).collect::<Vec<_>>()
     );
-
+    eventually("all acknowledged", || async {
+        events.destination_status(&dest).await.unwrap().pending == 0
+    })
+    .await;
     events.shutdown().await;
 
     // Down again until parked (a pipeline with few attempts), then requeued.
@@ -119,9 +122,7 @@ async fn postgres_delivery_in_order_parking_and_usage() {
         events.emit(types::AGENT_SESSION_START, None, json!({"n": n}));
     }
     eventually("parked", || async {
-        let status = events.destination_status(&dest).await.unwrap();
-        eprintln!("{status:?}");
-        status.parked == 3
+        events.destination_status(&dest).await.unwrap().parked == 3
     })
     .await;
     receiver.up().await;

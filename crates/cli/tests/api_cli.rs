@@ -2,47 +2,11 @@
 //! and a scoped authtoken, list and get them as tables and JSON, delete, errors, and the online
 //! agents.
 
-use std::process::{Command, Output};
+mod support;
 
-use serde_json::Value;
+use std::process::Command;
+use support::{ok_json, ok_text, warren_api};
 use warren_testkit::TestEdge;
-
-fn warren_api(edge: &TestEdge, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
-        .arg("api")
-        .args(args)
-        .env("WARREN_API_KEY", &edge.api_key)
-        .env("WARREN_API_URL", edge.api_url())
-        .env(
-            "XDG_CONFIG_HOME",
-            std::env::temp_dir().join("warren-test-no-config"),
-        )
-        .env_remove("WARREN_CONFIG")
-        .output()
-        .expect("warren runs")
-}
-
-fn ok_json(edge: &TestEdge, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = warren_api(edge, &all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-fn ok_text(edge: &TestEdge, args: &[&str]) -> String {
-    let out = warren_api(edge, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_users_and_scoped_authtokens_from_the_command_line() {

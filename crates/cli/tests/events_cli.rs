@@ -2,54 +2,15 @@
 //! from the target flags, subscriptions and their sources, `usage`, and `events tail` printing a
 //! live event.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::{ok_json, ok_text, warren_api, warren_api_command};
 use warren_testkit::{STEP_TIMEOUT, TestEdge};
-
-fn warren_api_command(edge: &TestEdge, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
-    cmd.arg("api")
-        .args(args)
-        .env("WARREN_API_KEY", &edge.api_key)
-        .env("WARREN_API_URL", edge.api_url())
-        .env(
-            "XDG_CONFIG_HOME",
-            std::env::temp_dir().join("warren-test-no-config"),
-        )
-        .env_remove("WARREN_CONFIG");
-    cmd
-}
-
-fn warren_api(edge: &TestEdge, args: &[&str]) -> Output {
-    warren_api_command(edge, args)
-        .output()
-        .expect("warren runs")
-}
-
-fn ok_json(edge: &TestEdge, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = warren_api(edge, &all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-fn ok_text(edge: &TestEdge, args: &[&str]) -> String {
-    let out = warren_api(edge, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destinations_subscriptions_sources_and_usage() {

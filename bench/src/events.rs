@@ -471,7 +471,12 @@ async fn webhook_baseline(s: &Settings) -> anyhow::Result<Delivery> {
             .header(http::header::HOST, receiver.addr.to_string())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))?;
-        let response = tokio::time::timeout_at(deadline, sender.send_request(request))
+        let sent = async {
+            // The previous exchange may still be finishing on the connection task.
+            sender.ready().await?;
+            sender.send_request(request).await
+        };
+        let response = tokio::time::timeout_at(deadline, sent)
             .await
             .context("the receiver did not answer within the time bound")??;
         let status = response.status();

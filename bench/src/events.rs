@@ -573,7 +573,8 @@ fn envelope(i: u64) -> Envelope {
         event_timestamp: "2026-01-01T00:00:00Z".into(),
         account_id: EventsConfig::default().account_id,
         principal: None,
-        object: request_object(i),
+        object: serde_json::value::to_raw_value(&request_object(i))
+            .expect("a JSON value serialises"),
     }
 }
 

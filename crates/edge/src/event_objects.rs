@@ -4,9 +4,12 @@
 //! Only builds JSON; deciding whether anything wants an event (and emitting it) is the
 //! caller's job, so nothing here runs unless an event will be sent.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
-use serde_json::{Map, Value, json};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warren_events::Events;
@@ -66,9 +69,64 @@ pub(crate) fn agent_session(
     object
 }
 
+// Traffic events are built per request or connection while traffic flows, so their objects
+// are plain structs serialised straight into the event's JSON text: no JSON tree, no
+// intermediate strings for addresses and timestamps.
+
 /// The `endpoint` reference of a traffic event.
-fn endpoint(tunnel: &Tunnel) -> Value {
-    json!({"id": tunnel.endpoint_id(), "url": tunnel.url})
+#[derive(Serialize)]
+struct EndpointRef<'a> {
+    id: String,
+    url: &'a str,
+}
+
+impl<'a> EndpointRef<'a> {
+    fn of(tunnel: &'a Tunnel) -> EndpointRef<'a> {
+        EndpointRef {
+            id: tunnel.endpoint_id(),
+            url: &tunnel.url,
+        }
+    }
+}
+
+/// A time as RFC 3339, UTC, with fractional seconds when there are any (trailing zeros
+/// trimmed) — the text [`rfc3339`] gives, written without allocating.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timestamp(pub(crate) OffsetDateTime);
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.0.to_offset(time::UtcOffset::UTC);
+        if !(0..=9999).contains(&t.year()) {
+            return f.write_str(&rfc3339(t));
+        }
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )?;
+        let mut nanos = t.nanosecond();
+        if nanos > 0 {
+            let mut digits = 9;
+            while nanos.is_multiple_of(10) {
+                nanos /= 10;
+                digits -= 1;
+            }
+            write!(f, ".{nanos:0digits$}")?;
+        }
+        f.write_str("Z")
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// What is known about a visitor connection when it starts.
@@ -81,31 +139,61 @@ pub(crate) struct ConnInfo {
     pub(crate) start: OffsetDateTime,
 }
 
+/// The `conn` object; the end fields only in `tcp_connection_closed.v0`.
+#[derive(Serialize)]
+struct ConnObject<'a> {
+    client_ip: IpAddr,
+    server_ip: IpAddr,
+    server_name: &'a str,
+    server_port: u16,
+    start_ts: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_ts: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_out: Option<u64>,
+}
+
 impl ConnInfo {
-    fn to_json(&self) -> Map<String, Value> {
-        let mut conn = Map::new();
-        conn.insert("client_ip".into(), ip(self.client).into());
-        conn.insert("server_ip".into(), ip(self.server).into());
-        conn.insert("server_name".into(), self.server_name.clone().into());
-        conn.insert("server_port".into(), self.server.port().into());
-        conn.insert("start_ts".into(), rfc3339(self.start).into());
-        conn
+    fn object(&self) -> ConnObject<'_> {
+        ConnObject {
+            client_ip: self.client.ip().to_canonical(),
+            server_ip: self.server.ip().to_canonical(),
+            server_name: &self.server_name,
+            server_port: self.server.port(),
+            start_ts: Timestamp(self.start),
+            end_ts: None,
+            bytes_in: None,
+            bytes_out: None,
+        }
     }
 }
 
+/// The object of `tcp_connection_closed.v0`.
+#[derive(Serialize)]
+pub(crate) struct TcpConnectionClosed<'a> {
+    conn: ConnObject<'a>,
+    endpoint: EndpointRef<'a>,
+}
+
 /// `tcp_connection_closed.v0`.
-pub(crate) fn tcp_connection_closed(
-    tunnel: &Tunnel,
-    conn: &ConnInfo,
+pub(crate) fn tcp_connection_closed<'a>(
+    tunnel: &'a Tunnel,
+    conn: &'a ConnInfo,
     end: OffsetDateTime,
     bytes_in: u64,
     bytes_out: u64,
-) -> Value {
-    let mut c = conn.to_json();
-    c.insert("end_ts".into(), rfc3339(end).into());
-    c.insert("bytes_in".into(), bytes_in.into());
-    c.insert("bytes_out".into(), bytes_out.into());
-    json!({"conn": c, "endpoint": endpoint(tunnel)})
+) -> TcpConnectionClosed<'a> {
+    TcpConnectionClosed {
+        conn: ConnObject {
+            end_ts: Some(Timestamp(end)),
+            bytes_in: Some(bytes_in),
+            bytes_out: Some(bytes_out),
+            ..conn.object()
+        },
+        endpoint: EndpointRef::of(tunnel),
+    }
 }
 
 /// The request half of `http_request_complete.v0`, captured before the request is forwarded.
@@ -118,8 +206,9 @@ pub(crate) struct HttpRequestInfo {
     pub(crate) query: String,
     pub(crate) user_agent: String,
     pub(crate) version: &'static str,
-    /// Header names (capitalized) to their values (lowercased), as ngrok shows them.
-    pub(crate) headers: Map<String, Value>,
+    /// Header names (capitalized) with their values (lowercased), sorted by name, a
+    /// repeated header's values in arrival order.
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl HttpRequestInfo {
@@ -129,17 +218,18 @@ impl HttpRequestInfo {
         scheme: &'static str,
         host: &str,
     ) -> HttpRequestInfo {
-        let mut headers = Map::new();
-        for (name, value) in &head.headers {
-            let key = capitalize(name.as_str());
-            let value = String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase();
-            match headers.get_mut(&key) {
-                Some(Value::Array(values)) => values.push(Value::String(value)),
-                _ => {
-                    headers.insert(key, Value::Array(vec![Value::String(value)]));
-                }
-            }
-        }
+        let mut headers: Vec<(String, String)> = head
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    capitalize(name.as_str()),
+                    String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase(),
+                )
+            })
+            .collect();
+        // Stable: values of one name keep their order.
+        headers.sort_by(|a, b| a.0.cmp(&b.0));
         HttpRequestInfo {
             method: head.method.as_str().to_ascii_lowercase(),
             scheme,
@@ -157,54 +247,132 @@ impl HttpRequestInfo {
     }
 }
 
+/// Sorted `(name, value)` pairs as ngrok shows headers: `{"Name": ["value", …], …}`.
+struct Headers<'a>(&'a [(String, String)]);
+
+impl Serialize for Headers<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for group in self.0.chunk_by(|a, b| a.0 == b.0) {
+            map.serialize_entry(&group[0].0, &HeaderValues(group))?;
+        }
+        map.end()
+    }
+}
+
+/// The values of one header name.
+struct HeaderValues<'a>(&'a [(String, String)]);
+
+impl Serialize for HeaderValues<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(_, value)| value))
+    }
+}
+
+/// `path?query`, or `path` when there is no query.
+struct RawUrl<'a> {
+    path: &'a str,
+    query: &'a str,
+}
+
+impl fmt::Display for RawUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.path)?;
+        if !self.query.is_empty() {
+            f.write_str("?")?;
+            f.write_str(self.query)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for RawUrl<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// The response half of `http_request_complete.v0`.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub(crate) struct HttpResponseInfo {
+    #[serde(rename = "status_code")]
     pub(crate) status: u16,
     pub(crate) body_length: u64,
+    #[serde(rename = "first_byte_ts", serialize_with = "timestamp")]
     pub(crate) first_byte: OffsetDateTime,
+    #[serde(rename = "last_byte_ts", serialize_with = "timestamp")]
     pub(crate) last_byte: OffsetDateTime,
 }
 
+fn timestamp<S: Serializer>(t: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+    Timestamp(*t).serialize(serializer)
+}
+
+/// The object of `http_request_complete.v0`.
+#[derive(Serialize)]
+pub(crate) struct HttpRequestComplete<'a> {
+    conn: ConnObject<'a>,
+    http: HttpObject<'a>,
+    endpoint: EndpointRef<'a>,
+}
+
+#[derive(Serialize)]
+struct HttpObject<'a> {
+    request: RequestObject<'a>,
+    response: &'a HttpResponseInfo,
+}
+
+#[derive(Serialize)]
+struct RequestObject<'a> {
+    method: &'a str,
+    url: UrlObject<'a>,
+    user_agent: &'a str,
+    body_length: u64,
+    version: &'a str,
+    headers: Headers<'a>,
+}
+
+#[derive(Serialize)]
+struct UrlObject<'a> {
+    host: &'a str,
+    path: &'a str,
+    query: &'a str,
+    raw: RawUrl<'a>,
+    scheme: &'a str,
+}
+
 /// `http_request_complete.v0`.
-pub(crate) fn http_request_complete(
-    tunnel: &Tunnel,
-    conn: &ConnInfo,
-    request: &HttpRequestInfo,
+pub(crate) fn http_request_complete<'a>(
+    tunnel: &'a Tunnel,
+    conn: &'a ConnInfo,
+    request: &'a HttpRequestInfo,
     request_body_length: u64,
-    response: &HttpResponseInfo,
-) -> Value {
-    let raw = if request.query.is_empty() {
-        request.path.clone()
-    } else {
-        format!("{}?{}", request.path, request.query)
-    };
-    json!({
-        "conn": conn.to_json(),
-        "http": {
-            "request": {
-                "method": request.method,
-                "url": {
-                    "host": request.host,
-                    "path": request.path,
-                    "query": request.query,
-                    "raw": raw,
-                    "scheme": request.scheme,
+    response: &'a HttpResponseInfo,
+) -> HttpRequestComplete<'a> {
+    HttpRequestComplete {
+        conn: conn.object(),
+        http: HttpObject {
+            request: RequestObject {
+                method: &request.method,
+                url: UrlObject {
+                    host: &request.host,
+                    path: &request.path,
+                    query: &request.query,
+                    raw: RawUrl {
+                        path: &request.path,
+                        query: &request.query,
+                    },
+                    scheme: request.scheme,
                 },
-                "user_agent": request.user_agent,
-                "body_length": request_body_length,
-                "version": request.version,
-                "headers": request.headers,
+                user_agent: &request.user_agent,
+                body_length: request_body_length,
+                version: request.version,
+                headers: Headers(&request.headers),
             },
-            "response": {
-                "status_code": response.status,
-                "body_length": response.body_length,
-                "first_byte_ts": rfc3339(response.first_byte),
-                "last_byte_ts": rfc3339(response.last_byte),
-            },
+            response,
         },
-        "endpoint": endpoint(tunnel),
-    })
+        endpoint: EndpointRef::of(tunnel),
+    }
 }
 
 /// `content-type` → `Content-Type`.
@@ -244,5 +412,39 @@ mod tests {
         let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_250_000_000).unwrap();
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.25Z");
         assert_eq!(rfc3339_seconds(t), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn timestamps_write_what_rfc3339_formats() {
+        for nanos in [
+            0,
+            1_700_000_000_000_000_000,
+            1_700_000_000_250_000_000,
+            1_700_000_000_000_000_001,
+            1_700_000_000_123_456_789,
+            1_700_000_000_100_000_000,
+            -86_400_000_000_000,
+            253_402_300_799_999_999_999, // 9999-12-31T23:59:59.999999999Z
+        ] {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
+            assert_eq!(Timestamp(t).to_string(), rfc3339(t), "{nanos}");
+            if t.year() < 9999 {
+                let east = t.to_offset(time::UtcOffset::from_hms(5, 30, 0).unwrap());
+                assert_eq!(Timestamp(east).to_string(), rfc3339(t), "{nanos} (+05:30)");
+            }
+        }
+    }
+
+    #[test]
+    fn headers_group_repeated_names_in_order() {
+        let pairs: Vec<(String, String)> = [("Accept", "a"), ("Via", "1"), ("Via", "2")]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            serde_json::to_value(Headers(&pairs)).unwrap(),
+            json!({"Accept": ["a"], "Via": ["1", "2"]})
+        );
+        assert_eq!(serde_json::to_string(&Headers(&[])).unwrap(), "{}");
     }
 }

@@ -73,9 +73,9 @@ async fn next_event(
     let found = timeout(STEP_TIMEOUT, async {
         loop {
             match rx.recv().await {
-                Ok(envelope) if envelope.event_type == ty && matches(&envelope.object) => {
+                Ok(envelope) if envelope.event_type == ty && matches(&envelope.object_value()) => {
                     assert!(envelope.principal.is_none(), "{envelope:?}");
-                    return envelope.object.clone();
+                    return envelope.object_value();
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => panic!("the live tail closed"),

@@ -129,7 +129,7 @@ async fn work(
                 }
                 state
                     .delivered
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    .fetch_add(crate::sink::event_count(&rows) as u64, Ordering::Relaxed);
             }
             Err(error) => {
                 if !failed(inner, id, state, &rows, &seqs, truncate(error)).await {
@@ -154,15 +154,16 @@ async fn failed(
     state.failures.fetch_add(1, Ordering::Relaxed);
     let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
     let result = if attempts >= config.max_attempts.max(1) {
-        tracing::warn!(destination = %id, events = rows.len(), attempts, error = %error, "delivery failed too often; parking events");
+        let events = crate::sink::event_count(rows);
+        tracing::warn!(destination = %id, events, attempts, error = %error, "delivery failed too often; parking events");
         let r = inner.store.outbox_park(seqs, &error).await;
         if r.is_ok() {
-            state.parked.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            state.parked.fetch_add(events as u64, Ordering::Relaxed);
         }
         r
     } else {
         let delay = backoff(config.backoff_base, config.backoff_max, attempts);
-        tracing::debug!(destination = %id, events = rows.len(), attempts, ?delay, error = %error, "delivery failed; will retry");
+        tracing::debug!(destination = %id, events = crate::sink::event_count(rows), attempts, ?delay, error = %error, "delivery failed; will retry");
         let next = OffsetDateTime::now_utc() + delay;
         inner.store.outbox_failed(seqs, &error, next).await
     };

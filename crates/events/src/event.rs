@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A reference to an API resource: `{id, uri}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,7 +25,7 @@ pub struct Principal {
 }
 
 /// One event as delivered.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Envelope {
     /// `ev_…`.
     pub event_id: String,
@@ -33,5 +34,25 @@ pub struct Envelope {
     pub event_timestamp: String,
     pub account_id: String,
     pub principal: Option<Principal>,
-    pub object: Value,
+    /// The event's object, serialised once when the event is emitted (delivery and the live
+    /// tail copy the text; nothing re-walks a JSON tree per event).
+    pub object: Box<RawValue>,
+}
+
+impl Envelope {
+    /// The object as a JSON value (for tests and tools; delivery never parses it).
+    pub fn object_value(&self) -> Value {
+        serde_json::from_str(self.object.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Envelope {
+    fn eq(&self, other: &Envelope) -> bool {
+        self.event_id == other.event_id
+            && self.event_type == other.event_type
+            && self.event_timestamp == other.event_timestamp
+            && self.account_id == other.account_id
+            && self.principal == other.principal
+            && self.object.get() == other.object.get()
+    }
 }

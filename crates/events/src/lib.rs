@@ -50,7 +50,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -84,8 +86,12 @@ pub struct EventsConfig {
     /// Events waiting between [`Events::emit`] and the outbox. When full, traffic events are
     /// dropped (and counted); lifecycle events are queued past it (see the crate docs).
     pub queue_capacity: usize,
-    /// Most events per outbox write and per delivery batch.
+    /// Most events per outbox write, per outbox row and per delivery batch.
     pub batch_max: usize,
+    /// How long the outbox writer waits for more events after the first of a write (a
+    /// flush or a full batch ends the wait early): bounds how long an event waits before it
+    /// is durable, and lets a busy data plane's events share rows and transactions.
+    pub write_linger: Duration,
     /// Failed attempts after which a batch is parked.
     pub max_attempts: u32,
     /// First retry delay; doubles per failure up to `backoff_max`.
@@ -108,6 +114,7 @@ impl Default for EventsConfig {
             api_url: "http://localhost:9000".into(),
             queue_capacity: 65_536,
             batch_max: 256,
+            write_linger: Duration::from_millis(10),
             max_attempts: 12,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
@@ -195,6 +202,8 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Serialises usage flushes.
     usage_flush: tokio::sync::Mutex<()>,
+    /// Told when a flush marker was queued: the writer stops lingering.
+    pub(crate) flush_wanted: tokio::sync::Notify,
 }
 
 impl Inner {
@@ -206,6 +215,27 @@ impl Inner {
                 state.notify.notify_one();
             }
         }
+    }
+}
+
+/// `t` (in UTC) as RFC 3339 in whole seconds, `2026-01-02T03:04:05Z`: a plain `format!` for
+/// four-digit years (every event's case), the `time` formatter otherwise.
+fn rfc3339_seconds(t: OffsetDateTime) -> String {
+    if (0..=9999).contains(&t.year()) {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    } else {
+        let whole = t.replace_nanosecond(0).unwrap_or(t);
+        whole
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
     }
 }
 
@@ -241,6 +271,7 @@ impl Events {
                 started: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 usage_flush: tokio::sync::Mutex::new(()),
+                flush_wanted: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -343,13 +374,15 @@ impl Events {
     }
 
     /// Builds the envelope of an event happening now.
-    fn envelope(&self, ty: &'static str, principal: Option<Principal>, object: Value) -> Envelope {
+    fn envelope(
+        &self,
+        ty: &'static str,
+        principal: Option<Principal>,
+        object: Box<RawValue>,
+    ) -> Envelope {
         let now = self.inner.clock.now().to_offset(time::UtcOffset::UTC);
         let secs = now.unix_timestamp();
-        let whole = now.replace_nanosecond(0).unwrap_or(now);
-        let event_timestamp = whole
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let event_timestamp = rfc3339_seconds(now);
         Envelope {
             event_id: new_id(
                 IdPrefix::Event,
@@ -372,11 +405,20 @@ impl Events {
     }
 
     /// Queues an event without waiting. Traffic events are dropped (and counted) when the
-    /// queue is full; other types are never dropped.
-    pub fn emit(&self, ty: &'static str, principal: Option<Principal>, object: Value) {
+    /// queue is full; other types are never dropped. `object` is serialised here, once (an
+    /// object that cannot be — a map with non-string keys — is logged and dropped).
+    pub fn emit(&self, ty: &'static str, principal: Option<Principal>, object: impl Serialize) {
         if self.inner.closed.load(Ordering::Relaxed) || !self.wants(ty) {
             return;
         }
+        let object = match serde_json::value::to_raw_value(&object) {
+            Ok(object) => object,
+            Err(e) => {
+                tracing::error!(event_type = ty, error = %e, "event object cannot be serialised; dropped");
+                self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
         let envelope = Arc::new(self.envelope(ty, principal, object));
         self.inner.metrics.emitted(ty);
         self.tell_live(&envelope);
@@ -411,11 +453,15 @@ impl Events {
         &self,
         ty: &'static str,
         principal: Option<Principal>,
-        object: Value,
+        object: impl Serialize,
     ) -> Result<(), StoreError> {
         if !self.wants(ty) {
             return Ok(());
         }
+        let object = serde_json::value::to_raw_value(&object).map_err(|e| StoreError::Invalid {
+            field: "object",
+            reason: format!("event cannot be serialised: {e}"),
+        })?;
         let envelope = Arc::new(self.envelope(ty, principal, object));
         self.inner.metrics.emitted(ty);
         self.tell_live(&envelope);
@@ -429,6 +475,7 @@ impl Events {
         let row = NewOutboxEvent {
             event_type: ty.to_owned(),
             payload,
+            events: 1,
             destination_ids: destinations.to_vec(),
         };
         self.inner
@@ -553,6 +600,8 @@ impl Events {
         }
         let (tx, rx) = oneshot::channel();
         if self.inner.queue.send(Queued::Flush(tx)).is_ok() {
+            // Cuts the writer's linger short.
+            self.inner.flush_wanted.notify_one();
             let _ = rx.await;
         }
     }
@@ -649,5 +698,31 @@ async fn run_usage_flusher(events: Events) {
         if let Err(e) = events.flush_usage().await {
             tracing::warn!(error = %e, "usage counters could not be written; kept for the next flush");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_timestamps_are_rfc3339_in_whole_seconds() {
+        use time::macros::datetime;
+        assert_eq!(
+            rfc3339_seconds(datetime!(2026-01-02 03:04:05.678 UTC)),
+            "2026-01-02T03:04:05Z"
+        );
+        assert_eq!(
+            rfc3339_seconds(datetime!(0999-12-31 23:59:59 UTC)),
+            "0999-12-31T23:59:59Z"
+        );
+        // Before year 0: the `time` formatter's answer.
+        let far = OffsetDateTime::from_unix_timestamp(-62_200_000_000).unwrap();
+        assert!(far.year() < 0);
+        assert_eq!(
+            rfc3339_seconds(far),
+            far.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        );
     }
 }

@@ -379,7 +379,7 @@ async fn nothing_subscribed_means_nothing_wanted() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got.object["n"], 3);
+    assert_eq!(got.object_value()["n"], 3);
     drop(live);
     assert!(!events.wants(types::TCP_CONNECTION_CLOSED));
     events.shutdown().await;
@@ -667,4 +667,88 @@ async fn shutdown_right_after_delivery_leaves_nothing_pending() {
     receiver.wait_for(30).await;
     events.shutdown().await;
     assert_eq!(events.destination_status(&dest).await.unwrap().pending, 0);
+}
+
+/// The writer packs consecutive events of one type for a destination into one outbox row;
+/// interleaved types, two destinations with different subscriptions, and batches cut at
+/// `batch_max` must still deliver every event once, in emission order, with its own type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_of_one_type_keep_order_across_types_and_destinations() {
+    let fx = fixture().await;
+    let receiver = Receiver::start("s3cret").await;
+    let hook = destination(
+        &fx.store,
+        json!({"http": {"url": receiver.url(), "secret": "s3cret"}}),
+    )
+    .await;
+    let path = fx.dir.path().join("events.jsonl");
+    let file = destination(
+        &fx.store,
+        json!({"file": {"path": path.display().to_string()}}),
+    )
+    .await;
+    let both = [types::HTTP_REQUEST_COMPLETE, types::AGENT_SESSION_START];
+    subscribe(&fx.store, &both, &[&hook]).await;
+    subscribe(&fx.store, &[types::HTTP_REQUEST_COMPLETE], &[&file]).await;
+    let events = Events::new(fx.store.clone(), config(), Arc::new(SystemClock));
+    events.start().await.unwrap();
+
+    // Runs of 1 to 40 events per type (longer than batch_max = 16), alternating types.
+    let mut sent = Vec::new();
+    let mut n = 0u64;
+    for (i, len) in [1u64, 40, 3, 1, 17, 16, 2, 33].iter().enumerate() {
+        let ty = both[i % 2];
+        for _ in 0..*len {
+            events.emit(ty, None, json!({"n": n}));
+            sent.push((n, ty));
+            n += 1;
+        }
+    }
+    let got = receiver.wait_for(sent.len()).await;
+    let got: Vec<(u64, String)> = got
+        .iter()
+        .map(|e| {
+            let ty = e["event_type"].as_str().unwrap().to_owned();
+            (e["object"]["n"].as_u64().unwrap(), ty)
+        })
+        .collect();
+    let want: Vec<(u64, String)> = sent.iter().map(|(n, t)| (*n, t.to_string())).collect();
+    assert_eq!(got, want);
+    assert!(
+        receiver.max_batch() <= 16,
+        "a webhook batch holds at most batch_max events: {}",
+        receiver.max_batch()
+    );
+
+    events.flush().await;
+    eventually("file written", || async {
+        events.destination_status(&file).await.unwrap().pending == 0
+    })
+    .await;
+    let lines: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want: Vec<u64> = sent
+        .iter()
+        .filter(|(_, t)| *t == types::HTTP_REQUEST_COMPLETE)
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(numbers(&lines), want);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["event_type"] == types::HTTP_REQUEST_COMPLETE)
+    );
+    let mut metrics = String::new();
+    events.encode_metrics(&mut metrics);
+    assert!(
+        metrics.contains(&format!(
+            "warren_event_deliveries_total{{destination=\"{hook}\"}} {}",
+            sent.len()
+        )),
+        "{metrics}"
+    );
+    events.shutdown().await;
 }

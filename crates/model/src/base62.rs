@@ -26,27 +26,50 @@ pub(crate) fn is_digit(b: u8) -> bool {
     digit_value(b).is_some()
 }
 
+/// Most 32-bit limbs [`encode`] works with (inputs up to 64 bytes).
+const MAX_LIMBS: usize = 16;
+
+/// 62^5: five digits per long division, and still below 2^32.
+const FIVE_DIGITS: u64 = 62 * 62 * 62 * 62 * 62;
+
 /// Encodes `bytes` (a big-endian number) as exactly `WIDTH` digits, left-padded with `0`.
 ///
 /// Callers pick `WIDTH` so that every `N`-byte value fits (62^WIDTH ≥ 256^N); this is
-/// checked by a unit test for every width the crate uses.
+/// checked by a unit test for every width the crate uses. `N` is at most 64.
 pub(crate) fn encode<const N: usize, const WIDTH: usize>(bytes: &[u8; N]) -> String {
-    let mut number = *bytes;
-    let mut digits = [b'0'; WIDTH];
-    for slot in digits.iter_mut().rev() {
-        // Long division of the base-256 number by 62; the remainder is the next digit.
-        let mut remainder: u32 = 0;
-        for byte in number.iter_mut() {
-            let acc = (remainder << 8) | u32::from(*byte);
-            *byte = (acc / 62) as u8;
-            remainder = acc % 62;
-        }
-        *slot = ALPHABET[remainder as usize];
+    // The number as big-endian 32-bit limbs (leading zero bytes pad the first), divided by
+    // 62^5 per pass: each pass yields five digits from one division per limb, instead of
+    // one digit per division per byte.
+    let count = N.div_ceil(4);
+    assert!(count <= MAX_LIMBS, "base62::encode takes at most 64 bytes");
+    let pad = count * 4 - N;
+    let mut limbs = [0u32; MAX_LIMBS];
+    let limbs = &mut limbs[..count];
+    for (i, byte) in bytes.iter().enumerate() {
+        let pos = i + pad;
+        limbs[pos / 4] |= u32::from(*byte) << (8 * (3 - pos % 4));
     }
-    debug_assert!(
-        number.iter().all(|&b| b == 0),
-        "WIDTH too small for N bytes"
-    );
+    let mut digits = [b'0'; WIDTH];
+    let mut slot = WIDTH;
+    while slot > 0 {
+        let mut remainder: u64 = 0;
+        for limb in limbs.iter_mut() {
+            let acc = (remainder << 32) | u64::from(*limb);
+            // acc < 62^5 · 2^32, so the quotient fits in 32 bits.
+            *limb = (acc / FIVE_DIGITS) as u32;
+            remainder = acc % FIVE_DIGITS;
+        }
+        for _ in 0..5 {
+            if slot == 0 {
+                break;
+            }
+            slot -= 1;
+            digits[slot] = ALPHABET[(remainder % 62) as usize];
+            remainder /= 62;
+        }
+        debug_assert!(slot > 0 || remainder == 0, "WIDTH too small for N bytes");
+    }
+    debug_assert!(limbs.iter().all(|&l| l == 0), "WIDTH too small for N bytes");
     // Every byte comes from ALPHABET, so this is ASCII.
     digits.iter().map(|&b| char::from(b)).collect()
 }

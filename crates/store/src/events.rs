@@ -26,7 +26,7 @@ use crate::{Store, StoreError};
 
 /// Most sources, and most destinations, one subscription may name.
 pub const MAX_SUBSCRIPTION_LIST: usize = 1_000;
-/// Most outbox rows one `INSERT` writes (three binds each: far under SQLite's 32,766 and
+/// Most outbox rows one `INSERT` writes (four binds each: far under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bind limits). Measured on SQLite, 1,000-row statements cost about three
 /// times as much per row as 200-row ones; below ~100 the per-statement overhead shows again.
 pub const OUTBOX_ROWS_PER_STATEMENT: usize = 200;
@@ -134,28 +134,34 @@ pub struct EventSubscriptionUpdate {
     pub destination_ids: Option<Vec<String>>,
 }
 
-/// One event to put in the outbox for each of `destination_ids`.
+/// Events to put in the outbox for each of `destination_ids`: one envelope, or a run of
+/// envelopes of one type written as one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOutboxEvent {
-    /// The event type (`http_request_complete.v0`, …).
+    /// The event type (`http_request_complete.v0`, …) of every envelope in `payload`.
     pub event_type: String,
-    /// The event envelope, JSON text.
+    /// The event envelopes as JSON lines: one JSON text per line, `\n` between them, no
+    /// trailing newline.
     pub payload: String,
+    /// How many envelopes `payload` holds (at least 1).
+    pub events: u32,
     /// The destinations to deliver it to, in this order.
     pub destination_ids: Vec<String>,
 }
 
-/// One outbox row: an event waiting for one destination.
+/// One outbox row: an event, or a run of events of one type, waiting for one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
     /// Insertion order (per destination, delivery order).
     pub seq: i64,
     /// The destination (`ed_…`).
     pub destination_id: String,
-    /// The event type.
+    /// The event type of every envelope in `payload`.
     pub event_type: String,
-    /// The event envelope, JSON text.
+    /// The event envelopes as JSON lines (see [`NewOutboxEvent::payload`]).
     pub payload: String,
+    /// How many envelopes `payload` holds.
+    pub events: u32,
     /// Failed delivery attempts so far.
     pub attempts: u32,
     /// Not to be tried before this time.
@@ -169,9 +175,9 @@ pub struct OutboxEntry {
 /// Outbox counts for one destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboxStats {
-    /// Rows waiting for delivery (not parked).
+    /// Events waiting for delivery (not parked).
     pub pending: u64,
-    /// Rows parked after too many failures.
+    /// Events parked after too many failures.
     pub parked: u64,
     /// When the oldest pending row was written.
     pub oldest_pending_at: Option<OffsetDateTime>,
@@ -183,8 +189,8 @@ const DESTINATION_COLUMNS: &str =
     "SELECT id, description, metadata, format, target, created_at FROM event_destinations";
 const SUBSCRIPTION_COLUMNS: &str =
     "SELECT id, description, metadata, created_at FROM event_subscriptions";
-const OUTBOX_COLUMNS: &str = "SELECT seq, destination_id, event_type, payload, attempts, \
-     next_attempt_at, created_at, last_error FROM event_outbox";
+const OUTBOX_COLUMNS: &str = "SELECT seq, destination_id, event_type, payload, events, \
+     attempts, next_attempt_at, created_at, last_error FROM event_outbox";
 
 #[derive(sqlx::FromRow)]
 struct DestinationRow {
@@ -210,6 +216,7 @@ struct OutboxRow {
     destination_id: String,
     event_type: String,
     payload: String,
+    events: i64,
     attempts: i64,
     next_attempt_at: i64,
     created_at: i64,
@@ -255,6 +262,7 @@ impl OutboxRow {
             next_attempt_at: time_of("event_outbox", &id, "next_attempt_at", self.next_attempt_at)?,
             created_at: time_of("event_outbox", &id, "created_at", self.created_at)?,
             attempts: u32::try_from(self.attempts.max(0)).unwrap_or(u32::MAX),
+            events: u32::try_from(self.events.max(1)).unwrap_or(u32::MAX),
             seq: self.seq,
             destination_id: self.destination_id,
             event_type: self.event_type,
@@ -357,7 +365,7 @@ macro_rules! insert_list {
 type Link = (String, String);
 
 /// One outbox row to write: destination, event type, payload.
-type NewRow<'a> = (&'a str, &'a str, &'a str);
+type NewRow<'a> = (&'a str, &'a str, &'a str, i64);
 
 impl Store {
     /// Creates a destination (`ed_…`).
@@ -788,9 +796,14 @@ impl Store {
         let mut rows: Vec<NewRow<'_>> = events
             .iter()
             .flat_map(|e| {
-                e.destination_ids
-                    .iter()
-                    .map(move |d| (d.as_str(), e.event_type.as_str(), e.payload.as_str()))
+                e.destination_ids.iter().map(move |d| {
+                    (
+                        d.as_str(),
+                        e.event_type.as_str(),
+                        e.payload.as_str(),
+                        i64::from(e.events.max(1)),
+                    )
+                })
             })
             .collect();
         let now = now.unix_timestamp();
@@ -826,8 +839,12 @@ impl Store {
                 let mut query = sqlx::query(&sql)
                     .persistent(chunk.len() == OUTBOX_ROWS_PER_STATEMENT)
                     .bind(now);
-                for (destination, event_type, payload) in chunk {
-                    query = query.bind(*destination).bind(*event_type).bind(*payload);
+                for (destination, event_type, payload, events) in chunk {
+                    query = query
+                        .bind(*destination)
+                        .bind(*event_type)
+                        .bind(*payload)
+                        .bind(*events);
                 }
                 query.execute(&mut *tx).await?;
             }
@@ -835,8 +852,9 @@ impl Store {
         })
     }
 
-    /// Up to `limit` unparked rows of `destination_id`, oldest first (whatever their
-    /// `next_attempt_at`: the caller keeps order by waiting for the head).
+    /// The oldest unparked rows of `destination_id`, oldest first (whatever their
+    /// `next_attempt_at`: the caller keeps order by waiting for the head), holding at most
+    /// `limit` events together — except that the first row is returned whatever its count.
     pub async fn outbox_pending(
         &self,
         destination_id: &str,
@@ -851,8 +869,17 @@ impl Store {
         parked: bool,
         limit: i64,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        // The running event count comes from the covering index alone; payloads are read only
+        // for the rows returned.
         let sql = format!(
-            "{OUTBOX_COLUMNS} WHERE destination_id = $1 AND parked = $2 ORDER BY seq LIMIT $3"
+            "{OUTBOX_COLUMNS} WHERE seq IN (\
+               SELECT seq FROM (\
+                 SELECT seq, events, \
+                   SUM(events) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS upto \
+                 FROM event_outbox WHERE destination_id = $1 AND parked = $2 \
+                 ORDER BY seq LIMIT $3\
+               ) AS head WHERE upto <= $3 OR upto = events\
+             ) ORDER BY seq"
         );
         let rows: Vec<OutboxRow> = with_pool!(self, |pool| {
             sqlx::query_as(&sql)
@@ -934,7 +961,8 @@ impl Store {
         .await
     }
 
-    /// Parked rows of `destination_id`, oldest first.
+    /// Parked rows of `destination_id`, oldest first, holding at most `limit` events together
+    /// (the first row whatever its count), as [`Store::outbox_pending`].
     pub async fn outbox_parked(
         &self,
         destination_id: &str,
@@ -943,22 +971,27 @@ impl Store {
         self.outbox_rows(destination_id, true, limit).await
     }
 
-    /// Puts every parked row of `destination_id` back in line (attempts reset); returns how many.
+    /// Puts every parked row of `destination_id` back in line (attempts reset); returns how
+    /// many events they hold.
     ///
     /// Requeued rows are as new: no attempts, no error, due at once (their `next_attempt_at`
     /// becomes their `created_at`). They keep their `seq`, so they go out before anything
     /// written after them.
     pub async fn outbox_requeue_parked(&self, destination_id: &str) -> Result<u64, StoreError> {
-        Ok(with_pool!(self, |pool| {
-            sqlx::query(
+        let counts: Vec<(i64,)> = with_pool!(self, |pool| {
+            sqlx::query_as(
                 "UPDATE event_outbox SET parked = FALSE, attempts = 0, last_error = '', \
-                 next_attempt_at = created_at WHERE destination_id = $1 AND parked = TRUE",
+                 next_attempt_at = created_at WHERE destination_id = $1 AND parked = TRUE \
+                 RETURNING events",
             )
             .bind(destination_id)
-            .execute(pool)
+            .fetch_all(pool)
             .await?
-            .rows_affected()
-        }))
+        });
+        Ok(counts
+            .iter()
+            .map(|(n,)| u64::try_from(*n).unwrap_or(0))
+            .sum())
     }
 
     /// Pending and parked counts of `destination_id`.
@@ -966,7 +999,8 @@ impl Store {
         let (pending, parked, oldest, last_error): (i64, i64, Option<i64>, Option<String>) =
             with_pool!(self, |pool| {
                 sqlx::query_as(
-                    "SELECT COUNT(*) FILTER (WHERE NOT parked), COUNT(*) FILTER (WHERE parked), \
+                    "SELECT CAST(COALESCE(SUM(events) FILTER (WHERE NOT parked), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(events) FILTER (WHERE parked), 0) AS BIGINT), \
                      MIN(created_at) FILTER (WHERE NOT parked), \
                      (SELECT last_error FROM event_outbox WHERE destination_id = $1 \
                       AND last_error <> '' ORDER BY seq DESC LIMIT 1) \
@@ -987,19 +1021,25 @@ impl Store {
     }
 }
 
-/// `INSERT` of `count` outbox rows: `now` is `$1`, then (destination, type, payload) triples.
+/// `INSERT` of `count` outbox rows: `now` is `$1`, then (destination, type, payload, events)
+/// quadruples.
 fn outbox_insert(count: usize) -> String {
-    let mut sql = String::with_capacity(120 + count * 32);
+    let mut sql = String::with_capacity(120 + count * 40);
     sql.push_str(
         "INSERT INTO event_outbox \
-         (destination_id, event_type, payload, created_at, next_attempt_at) VALUES ",
+         (destination_id, event_type, payload, events, created_at, next_attempt_at) VALUES ",
     );
     for i in 0..count {
         if i > 0 {
             sql.push_str(", ");
         }
-        let n = 2 + 3 * i;
-        sql.push_str(&format!("(${n}, ${}, ${}, $1, $1)", n + 1, n + 2));
+        let n = 2 + 4 * i;
+        sql.push_str(&format!(
+            "(${n}, ${}, ${}, ${}, $1, $1)",
+            n + 1,
+            n + 2,
+            n + 3
+        ));
     }
     sql
 }

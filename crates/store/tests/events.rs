@@ -26,6 +26,7 @@ on_both_backends!(
     outbox_keeps_order_per_destination,
     outbox_failures_parking_and_requeue,
     outbox_delivered_rows_leave,
+    outbox_rows_carry_runs_of_events,
     deleting_a_destination_clears_its_outbox,
     enqueue_skips_destinations_deleted_meanwhile,
     enqueue_a_thousand_events_in_one_call,
@@ -54,6 +55,7 @@ fn event(kind: &str, n: usize, destinations: &[&str]) -> NewOutboxEvent {
     NewOutboxEvent {
         event_type: kind.into(),
         payload: format!(r#"{{"n":{n}}}"#),
+        events: 1,
         destination_ids: destinations.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -740,6 +742,7 @@ async fn enqueue_a_thousand_events_in_one_call(db: &TestDb) {
         .map(|n| NewOutboxEvent {
             event_type: "http_request_complete.v0".into(),
             payload: payload.replace("event", &format!("event-{n}")),
+            events: 1,
             destination_ids: if n % 2 == 0 {
                 vec![a.id.clone(), b.id.clone()]
             } else {
@@ -767,6 +770,56 @@ async fn enqueue_a_thousand_events_in_one_call(db: &TestDb) {
     }
     assert!(rows_a.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(store.outbox_pending(&b.id, 2_000).await.unwrap().len(), 500);
+}
+
+/// A row holding a run of events counts each of them in pending, parked and requeued.
+async fn outbox_rows_carry_runs_of_events(db: &TestDb) {
+    let store = db.open().await;
+    let a = store
+        .create_event_destination(destination("a"))
+        .await
+        .unwrap();
+    let run = NewOutboxEvent {
+        event_type: "http_request_complete.v0".into(),
+        payload: (0..3)
+            .map(|n| format!(r#"{{"n":{n}}}"#))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        events: 3,
+        destination_ids: vec![a.id.clone()],
+    };
+    let single = event("agent_session_start.v0", 3, &[&a.id]);
+    store
+        .enqueue_events(&[run.clone(), single], at(7_000))
+        .await
+        .unwrap();
+    let rows = store.outbox_pending(&a.id, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].events, rows[0].payload.as_str()),
+        (3, run.payload.as_str())
+    );
+    assert_eq!(
+        (rows[1].events, rows[1].payload.as_str()),
+        (1, r#"{"n":3}"#)
+    );
+    assert_eq!(store.outbox_stats(&a.id).await.unwrap().pending, 4);
+    // Reads stop at an event count: the first row always, then rows while the total fits.
+    let head = store.outbox_pending(&a.id, 2).await.unwrap();
+    assert_eq!(
+        head.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [rows[0].seq]
+    );
+    let head = store.outbox_pending(&a.id, 3).await.unwrap();
+    assert_eq!(head.len(), 1, "3 events fit, the next row's would make 4");
+    assert_eq!(store.outbox_pending(&a.id, 4).await.unwrap().len(), 2);
+
+    store.outbox_park(&[rows[0].seq], "gave up").await.unwrap();
+    let stats = store.outbox_stats(&a.id).await.unwrap();
+    assert_eq!((stats.pending, stats.parked), (1, 3));
+    assert_eq!(store.outbox_requeue_parked(&a.id).await.unwrap(), 3);
+    let stats = store.outbox_stats(&a.id).await.unwrap();
+    assert_eq!((stats.pending, stats.parked), (4, 0));
 }
 
 /// A subscription naming a destination and that destination's deletion, racing: whichever

@@ -193,7 +193,7 @@ mod tests {
             event_timestamp: "2026-01-01T00:00:00Z".into(),
             account_id: "ac_1".into(),
             principal: None,
-            object: serde_json::json!({"text": "a\nb"}),
+            object: serde_json::value::to_raw_value(&serde_json::json!({"text": "a\nb"})).unwrap(),
         };
         let text = String::from_utf8(message(&env).to_vec()).unwrap();
         assert!(text.starts_with("event: agent_session_start.v0\nid: ev_1\ndata: {"));

@@ -26,9 +26,9 @@ impl FileSink {
     }
 
     pub(crate) async fn deliver(&mut self, rows: &[OutboxEntry]) -> Result<(), String> {
-        let lines: Vec<String> = rows.iter().map(|r| r.payload.clone()).collect();
+        let payloads: Vec<String> = rows.iter().map(|r| r.payload.clone()).collect();
         let (path, max_bytes, max_files) = (self.path.clone(), self.max_bytes, self.max_files);
-        tokio::task::spawn_blocking(move || append(&path, max_bytes, max_files, &lines))
+        tokio::task::spawn_blocking(move || append(&path, max_bytes, max_files, &payloads))
             .await
             .map_err(|e| format!("file writer task failed: {e}"))?
             .map_err(|e| describe(&self.path, &e))
@@ -54,9 +54,10 @@ fn open(path: &Path) -> io::Result<(BufWriter<File>, u64)> {
     Ok((BufWriter::new(file), size))
 }
 
-fn append(path: &Path, max_bytes: u64, max_files: u32, lines: &[String]) -> io::Result<()> {
+/// Appends the events of `payloads` (each one or more JSON lines), rotating between events.
+fn append(path: &Path, max_bytes: u64, max_files: u32, payloads: &[String]) -> io::Result<()> {
     let (mut out, mut size) = open(path)?;
-    for line in lines {
+    for line in payloads.iter().flat_map(|p| p.split('\n')) {
         let len = line.len() as u64 + 1;
         if size > 0 && size + len > max_bytes {
             out.flush()?;

@@ -51,24 +51,25 @@ impl HttpSink {
         let mut body =
             Vec::with_capacity(rows.iter().map(|r| r.payload.len() + 1).sum::<usize>() + 2);
         body.push(b'[');
-        for (i, row) in rows.iter().enumerate() {
+        for (i, event) in super::each_event(rows).enumerate() {
             if i > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(row.payload.as_bytes());
+            body.extend_from_slice(event.as_bytes());
         }
         body.push(b']');
+        let events = super::event_count(rows);
         let body = Bytes::from(body);
 
         // A kept-alive connection the receiver closed while idle fails before any answer; that
         // is no delivery failure, so the batch is sent once more on a fresh connection.
         let kept = self.conn.take().filter(|c| !c.is_closed());
         let reused = kept.is_some();
-        let (conn, response) = match self.send(&uri, kept, rows.len(), body.clone()).await {
+        let (conn, response) = match self.send(&uri, kept, events, body.clone()).await {
             Ok(ok) => ok,
             Err(e) if reused => {
                 tracing::debug!(error = %e, "kept-alive webhook connection failed; reconnecting");
-                self.send(&uri, None, rows.len(), body).await?
+                self.send(&uri, None, events, body).await?
             }
             Err(e) => return Err(e),
         };

@@ -57,3 +57,13 @@ impl Sink {
         }
     }
 }
+
+/// The event envelopes of `rows`, in order (a row holds one or more, as JSON lines).
+pub(crate) fn each_event(rows: &[OutboxEntry]) -> impl Iterator<Item = &str> {
+    rows.iter().flat_map(|row| row.payload.split('\n'))
+}
+
+/// How many events `rows` hold.
+pub(crate) fn event_count(rows: &[OutboxEntry]) -> usize {
+    rows.iter().map(|row| row.events as usize).sum()
+}

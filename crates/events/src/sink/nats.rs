@@ -103,9 +103,14 @@ impl NatsSink {
     async fn publish(&mut self, rows: &[OutboxEntry]) -> Result<(), String> {
         let (client, js) = self.connection().await?;
         let mut acks = Vec::new();
-        for row in rows {
+        let events = rows.iter().flat_map(|row| {
             let subject = format!("{}.{}", self.subject, row.event_type);
-            let payload = Bytes::from(row.payload.clone());
+            row.payload
+                .split('\n')
+                .map(|event| (subject.clone(), Bytes::copy_from_slice(event.as_bytes())))
+                .collect::<Vec<_>>()
+        });
+        for (subject, payload) in events.collect::<Vec<_>>() {
             if self.is_captured(&js, &subject).await {
                 let ack = js
                     .publish(subject.clone(), payload)

@@ -105,6 +105,8 @@ struct State {
     secret: String,
     events: Mutex<Vec<Value>>,
     batches: AtomicU64,
+    /// The most events one accepted batch held.
+    max_batch: AtomicU64,
     connections: AtomicU64,
     bad_signatures: AtomicU64,
     /// Status answered to every request when non-zero (nothing kept).
@@ -138,6 +140,7 @@ impl Receiver {
                 secret: secret.to_owned(),
                 events: Mutex::new(Vec::new()),
                 batches: AtomicU64::new(0),
+                max_batch: AtomicU64::new(0),
                 connections: AtomicU64::new(0),
                 bad_signatures: AtomicU64::new(0),
                 fail_status: AtomicU16::new(0),
@@ -207,6 +210,11 @@ impl Receiver {
         self.state.batches.load(Ordering::SeqCst)
     }
 
+    /// The most events one accepted batch held.
+    pub fn max_batch(&self) -> u64 {
+        self.state.max_batch.load(Ordering::SeqCst)
+    }
+
     /// Waits until at least `n` events arrived; returns them all.
     pub async fn wait_for(&self, n: usize) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -270,6 +278,9 @@ async fn handle(state: &State, req: hyper::Request<Incoming>) -> hyper::Response
     if count != Some(batch.len()) {
         return reply(400, "Warren-Event-Count does not match");
     }
+    state
+        .max_batch
+        .fetch_max(batch.len() as u64, Ordering::SeqCst);
     state.events.lock().unwrap().extend(batch);
     state.batches.fetch_add(1, Ordering::SeqCst);
     state.notify.notify_waiters();

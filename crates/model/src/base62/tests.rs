@@ -40,3 +40,32 @@ proptest! {
         prop_assert_eq!(a.cmp(&b), encode::<20, 27>(&a).cmp(&encode::<20, 27>(&b)));
     }
 }
+
+/// The reference: one digit per long division over the bytes.
+fn encode_bytewise<const N: usize, const WIDTH: usize>(bytes: &[u8; N]) -> String {
+    let mut number = *bytes;
+    let mut digits = [b'0'; WIDTH];
+    for slot in digits.iter_mut().rev() {
+        let mut remainder: u32 = 0;
+        for byte in number.iter_mut() {
+            let acc = (remainder << 8) | u32::from(*byte);
+            *byte = (acc / 62) as u8;
+            remainder = acc % 62;
+        }
+        *slot = ALPHABET[remainder as usize];
+    }
+    digits.iter().map(|&b| char::from(b)).collect()
+}
+
+proptest! {
+    #[test]
+    fn limb_encoding_matches_bytewise_division(
+        id in any::<[u8; 20]>(),
+        secret in any::<[u8; 32]>(),
+        odd in any::<[u8; 7]>(),
+    ) {
+        prop_assert_eq!(encode::<20, 27>(&id), encode_bytewise::<20, 27>(&id));
+        prop_assert_eq!(encode::<32, 43>(&secret), encode_bytewise::<32, 43>(&secret));
+        prop_assert_eq!(encode::<7, 10>(&odd), encode_bytewise::<7, 10>(&odd));
+    }
+}

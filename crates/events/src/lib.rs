@@ -9,7 +9,8 @@
 //!   own `http`, `file` and `nats`, parsed and validated.
 //! - [`clock`] — wall time, injectable for tests.
 //! - [`usage`] — traffic counters per endpoint, aggregated into clock hours in the store.
-//! - `outbox` (private) — the writer task: queue → outbox rows, in batches.
+//! - `outbox` (private) — the pending batch emitters append to, and the writer task that
+//!   stores it as outbox rows.
 //! - `deliver` (private) — one worker per delivered destination: outbox → sink, with retries.
 //! - `sink` (private) — the `http`, `file` and `nats` sinks.
 //! - `metrics` (private) — delivery counters and their OpenMetrics text.
@@ -17,16 +18,17 @@
 //!   destinations subscribed to its type, writes it to the durable outbox in the store, and
 //!   delivers from there — at least once, in order per destination, across restarts.
 //!
-//! Nothing here blocks the data plane: [`Events::emit`] only checks an in-memory interest
-//! snapshot and hands the event to a queue; writing and delivery run on their own tasks.
+//! Nothing here blocks the data plane: [`Events::emit`] checks an in-memory interest snapshot,
+//! serialises the event and appends its text to the pending batch under a short lock; writing
+//! and delivery run on their own tasks.
 //!
 //! # Queue
 //!
-//! The queue between [`Events::emit`] and the writer is one unbounded channel with a counted
-//! capacity: while `queue_capacity` events are waiting, traffic events
-//! ([`types::is_traffic`]) are dropped and counted; every other type (agent sessions, audit)
-//! is queued past the cap — they are few (one per agent session or API change), must not be
-//! lost, and going through the same channel keeps emission order.
+//! The pending batch between [`Events::emit`] and the writer has a counted capacity: while
+//! `queue_capacity` events are waiting, traffic events ([`types::is_traffic`]) are dropped and
+//! counted; every other type (agent sessions, audit) is queued past the cap — they are few
+//! (one per agent session or API change), must not be lost, and going through the same batch
+//! keeps emission order.
 //!
 //! # Time
 //!
@@ -54,7 +56,7 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warren_model::ids::{IdPrefix, new_id};
@@ -152,15 +154,21 @@ pub(crate) struct Routes {
     by_type: HashMap<String, Arc<[String]>>,
 }
 
-/// One item of the writer's queue.
-pub(crate) enum Queued {
-    /// An event for the outbox rows of `destinations`.
-    Event {
-        envelope: Arc<Envelope>,
-        destinations: Arc<[String]>,
-    },
-    /// Answered once everything queued before it is in the outbox.
-    Flush(oneshot::Sender<()>),
+/// The envelope of [`Envelope`] around a borrowed, not yet serialised object: what `emit`
+/// serialises (same fields, same order).
+#[derive(Serialize)]
+struct EnvelopeRef<'a, T: Serialize> {
+    event_id: &'a str,
+    event_type: &'a str,
+    event_timestamp: &'a str,
+    account_id: &'a str,
+    principal: Option<&'a Principal>,
+    object: &'a T,
+}
+
+thread_local! {
+    /// Each thread's buffer for serialising an event before it is appended to the batch.
+    static EMIT_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A running delivery worker.
@@ -182,12 +190,13 @@ pub(crate) struct Inner {
     live: broadcast::Sender<Arc<Envelope>>,
     /// Set once a live tail was ever opened (until then `wants` never touches `live`).
     live_opened: AtomicBool,
-    /// The writer's queue (see the crate docs on its capacity).
-    queue: mpsc::UnboundedSender<Queued>,
-    /// Events in `queue` (flush markers not counted).
+    /// What emitters handed over and the writer has not taken (see the crate docs on its
+    /// capacity).
+    pub(crate) pending: Mutex<outbox::Pending>,
+    /// Events in `pending` (a mirror for metrics and shutdown logs).
     pub(crate) queued: AtomicUsize,
-    /// The queue's receiving end until `start` hands it to the writer.
-    queue_rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
+    /// Wakes the writer: a batch's first event, a full batch, a flush.
+    pub(crate) writer_wake: tokio::sync::Notify,
     /// Delivery state (wake-up, counters) per delivered destination with a worker.
     pub(crate) destinations: Mutex<HashMap<String, Arc<DestinationState>>>,
     /// Running workers; the async lock serialises `subscriptions_changed`.
@@ -202,8 +211,6 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Serialises usage flushes.
     usage_flush: tokio::sync::Mutex<()>,
-    /// Told when a flush marker was queued: the writer stops lingering.
-    pub(crate) flush_wanted: tokio::sync::Notify,
 }
 
 impl Inner {
@@ -216,6 +223,12 @@ impl Inner {
             }
         }
     }
+}
+
+/// A new `ev_…` id for an event happening at `now`.
+fn new_event_id(now: OffsetDateTime) -> String {
+    let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    new_id(IdPrefix::Event, secs, &mut rand::thread_rng())
 }
 
 /// `t` (in UTC) as RFC 3339 in whole seconds, `2026-01-02T03:04:05Z`: a plain `format!` for
@@ -249,7 +262,6 @@ impl Events {
     /// A pipeline over `store`. Nothing runs until [`Events::start`].
     pub fn new(store: Store, config: EventsConfig, clock: Arc<dyn Clock>) -> Events {
         let usage = UsageMeter::new(clock.clone());
-        let (queue, queue_rx) = mpsc::unbounded_channel();
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         Events {
             inner: Arc::new(Inner {
@@ -260,9 +272,9 @@ impl Events {
                 routes: ArcSwap::from_pointee(Routes::default()),
                 live,
                 live_opened: AtomicBool::new(false),
-                queue,
+                pending: Mutex::new(outbox::Pending::default()),
                 queued: AtomicUsize::new(0),
-                queue_rx: Mutex::new(Some(queue_rx)),
+                writer_wake: tokio::sync::Notify::new(),
                 destinations: Mutex::new(HashMap::new()),
                 workers: tokio::sync::Mutex::new(HashMap::new()),
                 metrics: metrics::Counters::new(),
@@ -271,7 +283,6 @@ impl Events {
                 started: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 usage_flush: tokio::sync::Mutex::new(()),
-                flush_wanted: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -282,10 +293,7 @@ impl Events {
         if self.inner.started.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let Some(rx) = lock(&self.inner.queue_rx).take() else {
-            return Ok(());
-        };
-        let writer = tokio::spawn(outbox::run_writer(self.inner.clone(), rx));
+        let writer = tokio::spawn(outbox::run_writer(self.inner.clone()));
         let flusher = tokio::spawn(run_usage_flusher(self.clone()));
         lock(&self.inner.tasks).extend([writer, flusher]);
         self.subscriptions_changed().await
@@ -381,14 +389,9 @@ impl Events {
         object: Box<RawValue>,
     ) -> Envelope {
         let now = self.inner.clock.now().to_offset(time::UtcOffset::UTC);
-        let secs = now.unix_timestamp();
         let event_timestamp = rfc3339_seconds(now);
         Envelope {
-            event_id: new_id(
-                IdPrefix::Event,
-                u64::try_from(secs).unwrap_or(0),
-                &mut rand::thread_rng(),
-            ),
+            event_id: new_event_id(now),
             event_type: ty.to_owned(),
             event_timestamp,
             account_id: self.inner.config.account_id.clone(),
@@ -405,44 +408,81 @@ impl Events {
     }
 
     /// Queues an event without waiting. Traffic events are dropped (and counted) when the
-    /// queue is full; other types are never dropped. `object` is serialised here, once (an
-    /// object that cannot be — a map with non-string keys — is logged and dropped).
+    /// queue is full; other types are never dropped. `object` is serialised here, once, with
+    /// its envelope (an object that cannot be — a map with non-string keys — is logged and
+    /// dropped).
     pub fn emit(&self, ty: &'static str, principal: Option<Principal>, object: impl Serialize) {
         if self.inner.closed.load(Ordering::Relaxed) || !self.wants(ty) {
             return;
         }
-        let object = match serde_json::value::to_raw_value(&object) {
-            Ok(object) => object,
-            Err(e) => {
-                tracing::error!(event_type = ty, error = %e, "event object cannot be serialised; dropped");
-                self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        let envelope = Arc::new(self.envelope(ty, principal, object));
+        let now = self.inner.clock.now().to_offset(time::UtcOffset::UTC);
+        let event_id = new_event_id(now);
+        let event_timestamp = rfc3339_seconds(now);
         self.inner.metrics.emitted(ty);
-        self.tell_live(&envelope);
+        if self.has_live() {
+            match serde_json::value::to_raw_value(&object) {
+                Ok(raw) => {
+                    let envelope = Envelope {
+                        event_id: event_id.clone(),
+                        event_type: ty.to_owned(),
+                        event_timestamp: event_timestamp.clone(),
+                        account_id: self.inner.config.account_id.clone(),
+                        principal: principal.clone(),
+                        object: raw,
+                    };
+                    let _ = self.inner.live.send(Arc::new(envelope));
+                }
+                Err(e) => {
+                    tracing::error!(event_type = ty, error = %e, "event object cannot be serialised; dropped");
+                    self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
         let Some(destinations) = self.routed(ty) else {
             return;
         };
-        let queued = self.inner.queued.fetch_add(1, Ordering::Relaxed);
-        if queued >= self.inner.config.queue_capacity && types::is_traffic(ty) {
-            self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+        let envelope = EnvelopeRef {
+            event_id: &event_id,
+            event_type: ty,
+            event_timestamp: &event_timestamp,
+            account_id: &self.inner.config.account_id,
+            principal: principal.as_ref(),
+            object: &object,
+        };
+        EMIT_BUFFER.with_borrow_mut(|buffer| {
+            buffer.clear();
+            let text = serde_json::to_writer(&mut *buffer, &envelope)
+                .map_err(|e| e.to_string())
+                .and_then(|()| std::str::from_utf8(buffer).map_err(|e| e.to_string()));
+            match text {
+                Ok(text) => self.append(ty, text, &destinations),
+                Err(e) => {
+                    tracing::error!(event_type = ty, error = %e, "event cannot be serialised; dropped");
+                    self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    /// Appends one serialised event to the pending batch (or drops it, counted, when it is a
+    /// traffic event and the batch is at `queue_capacity`), waking the writer for the batch's
+    /// first event and when it fills up.
+    fn append(&self, ty: &'static str, json: &str, destinations: &[String]) {
+        let config = &self.inner.config;
+        let run_max = u32::try_from(config.batch_max.max(1)).unwrap_or(u32::MAX);
+        let mut pending = lock(&self.inner.pending);
+        let before = pending.batch.events;
+        if before >= config.queue_capacity && types::is_traffic(ty) {
+            drop(pending);
             self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self
-            .inner
-            .queue
-            .send(Queued::Event {
-                envelope,
-                destinations,
-            })
-            .is_err()
-        {
-            // The writer is gone (shut down).
-            self.inner.queued.fetch_sub(1, Ordering::Relaxed);
-            self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+        pending.batch.add(ty, json, destinations, run_max);
+        self.inner.queued.store(before + 1, Ordering::Relaxed);
+        drop(pending);
+        if before == 0 || before + 1 == config.batch_max {
+            self.inner.writer_wake.notify_one();
         }
     }
 
@@ -599,11 +639,16 @@ impl Events {
             return;
         }
         let (tx, rx) = oneshot::channel();
-        if self.inner.queue.send(Queued::Flush(tx)).is_ok() {
-            // Cuts the writer's linger short.
-            self.inner.flush_wanted.notify_one();
-            let _ = rx.await;
+        {
+            let mut pending = lock(&self.inner.pending);
+            if pending.stopped {
+                return;
+            }
+            pending.flushes.push(tx);
         }
+        self.inner.writer_wake.notify_one();
+        // An error means the writer stopped (cancelled) before answering.
+        let _ = rx.await;
     }
 
     /// Adds the usage counters to the store now (the flusher does this on its own every

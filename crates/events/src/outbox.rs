@@ -1,8 +1,13 @@
-//! The outbox writer: drains the emit queue in batches into the store's outbox (one
-//! `enqueue_events` transaction per batch, one row per run of same-type events per
-//! destination) and wakes the workers of the destinations concerned.
+//! The pending batch and the outbox writer.
 //!
-//! It never delivers anything and never drops an event it received: a failed store write is
+//! [`Events::emit`](crate::Events::emit) serialises an event and appends its JSON text to the
+//! shared [`Pending`] batch under a short lock: no per-event allocation or task wake-up on
+//! the data plane. The writer task takes the whole batch at once — after lingering
+//! `write_linger` so a busy data plane's events share one write — and stores it in one
+//! `enqueue_events` transaction, one row per run of same-type events per destination, then
+//! wakes the workers of the destinations concerned.
+//!
+//! It never delivers anything and never drops an event it took: a failed store write is
 //! retried with backoff until it succeeds or the pipeline is cancelled.
 
 use std::collections::HashMap;
@@ -11,34 +16,40 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use warren_store::events::NewOutboxEvent;
 
-use crate::{Inner, Queued};
+use crate::{Inner, lock};
 
 /// First delay after a failed outbox write.
 const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest delay between outbox write attempts.
 const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// One write's worth of events, gathered per destination into runs: consecutive events of one
-/// type for one destination share a row (JSON lines), so a busy data plane costs the store a row
-/// per run, not per event. Per-destination order is kept: a destination's runs are rows in
-/// the order they were opened, and each run only ever grows at its end.
+/// Events gathered per destination into runs: consecutive events of one type for one
+/// destination share a row (JSON lines), so a busy data plane costs the store a row per run,
+/// not per event. Per-destination order is kept: a destination's runs are rows in the order
+/// they were opened, and each run only ever grows at its end.
 #[derive(Default)]
-struct Batch {
+pub(crate) struct Batch {
     /// Rows to write, each for a single destination.
     rows: Vec<NewOutboxEvent>,
     /// Each destination's open run: its index in `rows`.
     open: HashMap<String, usize>,
     /// Events gathered.
-    events: usize,
+    pub(crate) events: usize,
 }
 
 impl Batch {
-    /// Adds one serialised envelope for each of `destinations`.
-    fn add(&mut self, event_type: &str, json: &str, destinations: &[String], run_max: u32) {
+    /// Adds one serialised envelope for each of `destinations`; a run holds at most `run_max`.
+    pub(crate) fn add(
+        &mut self,
+        event_type: &str,
+        json: &str,
+        destinations: &[String],
+        run_max: u32,
+    ) {
         self.events += 1;
         for dest in destinations {
             if let Some(&i) = self.open.get(dest) {
@@ -61,74 +72,68 @@ impl Batch {
     }
 }
 
-/// Runs until the queue closes or the pipeline is cancelled.
-pub(crate) async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queued>) {
+/// What emitters have handed over and the writer has not taken yet.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) batch: Batch,
+    /// Flushes waiting for everything before them to be stored.
+    pub(crate) flushes: Vec<oneshot::Sender<()>>,
+    /// Set when the writer has stopped: nothing will answer a flush any more.
+    pub(crate) stopped: bool,
+}
+
+impl Pending {
+    /// Whether the writer should stop lingering and write now.
+    fn due(&self, batch_max: usize) -> bool {
+        self.batch.events >= batch_max || !self.flushes.is_empty()
+    }
+}
+
+/// Runs until the pipeline is cancelled; then marks [`Pending`] stopped and lets waiting
+/// flushes go (their senders dropped).
+pub(crate) async fn run_writer(inner: Arc<Inner>) {
+    write_batches(&inner).await;
+    let mut pending = lock(&inner.pending);
+    pending.stopped = true;
+    pending.flushes.clear();
+}
+
+async fn write_batches(inner: &Inner) {
     let batch_max = inner.config.batch_max.max(1);
-    let run_max = u32::try_from(batch_max).unwrap_or(u32::MAX);
-    let linger = inner.config.write_linger;
-    let mut json: Vec<u8> = Vec::new();
     loop {
-        let first = tokio::select! {
+        tokio::select! {
             biased;
-            msg = rx.recv() => msg,
-            _ = inner.cancel.cancelled() => None,
-        };
-        let Some(first) = first else { return };
-        let deadline = Instant::now() + linger;
-        let mut batch = Batch::default();
-        let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut next = Some(first);
-        // Gather until the batch is full, a flush is asked for, or `linger` has passed since
-        // the first event: under load a write carries many events; when idle, one event
-        // waits at most `linger`.
+            _ = inner.cancel.cancelled() => return,
+            _ = inner.writer_wake.notified() => {}
+        }
+        // Linger so that a busy data plane's events share the write, unless the batch is
+        // full or a flush waits. Emitters wake the writer only for their batch's first event,
+        // when it fills up, and for flushes.
+        let deadline = Instant::now() + inner.config.write_linger;
         loop {
-            while let Some(msg) = next.take() {
-                match msg {
-                    Queued::Event {
-                        envelope,
-                        destinations,
-                    } => {
-                        inner.queued.fetch_sub(1, Ordering::Relaxed);
-                        json.clear();
-                        let serialised = serde_json::to_writer(&mut json, &*envelope)
-                            .map_err(|e| e.to_string())
-                            .and_then(|()| std::str::from_utf8(&json).map_err(|e| e.to_string()));
-                        match serialised {
-                            Ok(text) => {
-                                batch.add(&envelope.event_type, text, &destinations, run_max)
-                            }
-                            Err(e) => {
-                                tracing::error!(event_type = %envelope.event_type, error = %e, "event cannot be serialised; dropped");
-                            }
-                        }
-                    }
-                    Queued::Flush(tx) => waiting.push(tx),
-                }
-                if batch.events < batch_max {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if batch.events >= batch_max || !waiting.is_empty() || Instant::now() >= deadline {
+            if lock(&inner.pending).due(batch_max) {
                 break;
             }
-            // Not woken per event while lingering: emitters only touch the queue, and what
-            // they queued is drained once the linger ends (or a flush is asked for).
             tokio::select! {
                 biased;
-                _ = inner.cancel.cancelled() => {}
-                _ = inner.flush_wanted.notified() => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
-            next = rx.try_recv().ok();
-            if next.is_none() {
-                break;
+                _ = inner.cancel.cancelled() => break,
+                _ = inner.writer_wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+        let (batch, flushes) = {
+            let mut pending = lock(&inner.pending);
+            inner.queued.store(0, Ordering::Relaxed);
+            (
+                std::mem::take(&mut pending.batch),
+                std::mem::take(&mut pending.flushes),
+            )
+        };
         if !batch.rows.is_empty() {
-            write(&inner, &batch.rows).await;
+            write(inner, &batch.rows).await;
             inner.wake(batch.open.keys());
         }
-        for tx in waiting {
+        for tx in flushes {
             let _ = tx.send(());
         }
     }

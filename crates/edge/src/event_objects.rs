@@ -11,23 +11,11 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use warren_events::Events;
+use warren_events::timestamp::{Rfc3339, whole_seconds};
 
 use crate::agent::AgentSession;
 use crate::tunnel::Tunnel;
-
-/// RFC 3339, UTC, whole seconds (as the API writes session times).
-pub(crate) fn rfc3339_seconds(t: OffsetDateTime) -> String {
-    rfc3339(t.replace_nanosecond(0).unwrap_or(t))
-}
-
-/// RFC 3339, UTC, with fractional seconds when there are any (traffic timestamps).
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_default()
-}
 
 /// An IP address as events show it (IPv4-mapped IPv6 as plain IPv4).
 fn ip(addr: SocketAddr) -> String {
@@ -60,11 +48,11 @@ pub(crate) fn agent_session(
         "os": session.info.os,
         "arch": session.info.arch,
         "transport": "muxado",
-        "started_at": rfc3339_seconds(session.started_at),
+        "started_at": whole_seconds(session.started_at),
         "error": error.unwrap_or_default(),
     });
     if let (Some(at), Some(map)) = (stopped_at, object.as_object_mut()) {
-        map.insert("stopped_at".into(), Value::String(rfc3339_seconds(at)));
+        map.insert("stopped_at".into(), Value::String(whole_seconds(at)));
     }
     object
 }
@@ -89,46 +77,6 @@ impl<'a> EndpointRef<'a> {
     }
 }
 
-/// A time as RFC 3339, UTC, with fractional seconds when there are any (trailing zeros
-/// trimmed) — the text [`rfc3339`] gives, written without allocating.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Timestamp(pub(crate) OffsetDateTime);
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.0.to_offset(time::UtcOffset::UTC);
-        if !(0..=9999).contains(&t.year()) {
-            return f.write_str(&rfc3339(t));
-        }
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )?;
-        let mut nanos = t.nanosecond();
-        if nanos > 0 {
-            let mut digits = 9;
-            while nanos.is_multiple_of(10) {
-                nanos /= 10;
-                digits -= 1;
-            }
-            write!(f, ".{nanos:0digits$}")?;
-        }
-        f.write_str("Z")
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
 /// What is known about a visitor connection when it starts.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnInfo {
@@ -146,9 +94,9 @@ struct ConnObject<'a> {
     server_ip: IpAddr,
     server_name: &'a str,
     server_port: u16,
-    start_ts: Timestamp,
+    start_ts: Rfc3339,
     #[serde(skip_serializing_if = "Option::is_none")]
-    end_ts: Option<Timestamp>,
+    end_ts: Option<Rfc3339>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes_in: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,7 +110,7 @@ impl ConnInfo {
             server_ip: self.server.ip().to_canonical(),
             server_name: &self.server_name,
             server_port: self.server.port(),
-            start_ts: Timestamp(self.start),
+            start_ts: Rfc3339(self.start),
             end_ts: None,
             bytes_in: None,
             bytes_out: None,
@@ -187,7 +135,7 @@ pub(crate) fn tcp_connection_closed<'a>(
 ) -> TcpConnectionClosed<'a> {
     TcpConnectionClosed {
         conn: ConnObject {
-            end_ts: Some(Timestamp(end)),
+            end_ts: Some(Rfc3339(end)),
             bytes_in: Some(bytes_in),
             bytes_out: Some(bytes_out),
             ..conn.object()
@@ -305,7 +253,7 @@ pub(crate) struct HttpResponseInfo {
 }
 
 fn timestamp<S: Serializer>(t: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
-    Timestamp(*t).serialize(serializer)
+    Rfc3339(*t).serialize(serializer)
 }
 
 /// The object of `http_request_complete.v0`.
@@ -406,33 +354,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_names_are_capitalized_and_times_are_rfc3339() {
+    fn header_names_are_capitalized() {
         assert_eq!(capitalize("content-type"), "Content-Type");
         assert_eq!(capitalize("x-forwarded-for"), "X-Forwarded-For");
-        let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_250_000_000).unwrap();
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.25Z");
-        assert_eq!(rfc3339_seconds(t), "2023-11-14T22:13:20Z");
-    }
-
-    #[test]
-    fn timestamps_write_what_rfc3339_formats() {
-        for nanos in [
-            0,
-            1_700_000_000_000_000_000,
-            1_700_000_000_250_000_000,
-            1_700_000_000_000_000_001,
-            1_700_000_000_123_456_789,
-            1_700_000_000_100_000_000,
-            -86_400_000_000_000,
-            253_402_300_799_999_999_999, // 9999-12-31T23:59:59.999999999Z
-        ] {
-            let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
-            assert_eq!(Timestamp(t).to_string(), rfc3339(t), "{nanos}");
-            if t.year() < 9999 {
-                let east = t.to_offset(time::UtcOffset::from_hms(5, 30, 0).unwrap());
-                assert_eq!(Timestamp(east).to_string(), rfc3339(t), "{nanos} (+05:30)");
-            }
-        }
     }
 
     #[test]

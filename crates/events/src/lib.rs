@@ -8,6 +8,7 @@
 //! - [`target`] — destination targets: ngrok's five kinds (stored, not delivered) and Warren's
 //!   own `http`, `file` and `nats`, parsed and validated.
 //! - [`clock`] — wall time, injectable for tests.
+//! - [`timestamp`] — event times as RFC 3339 text.
 //! - [`usage`] — traffic counters per endpoint, aggregated into clock hours in the store.
 //! - `outbox` (private) — the pending batch emitters append to, and the writer task that
 //!   stores it as outbox rows.
@@ -43,6 +44,7 @@ mod metrics;
 mod outbox;
 mod sink;
 pub mod target;
+pub mod timestamp;
 pub mod types;
 pub mod usage;
 
@@ -231,27 +233,6 @@ fn new_event_id(now: OffsetDateTime) -> String {
     new_id(IdPrefix::Event, secs, &mut rand::thread_rng())
 }
 
-/// `t` (in UTC) as RFC 3339 in whole seconds, `2026-01-02T03:04:05Z`: a plain `format!` for
-/// four-digit years (every event's case), the `time` formatter otherwise.
-fn rfc3339_seconds(t: OffsetDateTime) -> String {
-    if (0..=9999).contains(&t.year()) {
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
-    } else {
-        let whole = t.replace_nanosecond(0).unwrap_or(t);
-        whole
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    }
-}
-
 /// Locks a std mutex, ignoring poisoning: every critical section here is a single map
 /// operation that cannot leave the data half-updated.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -389,7 +370,7 @@ impl Events {
         object: Box<RawValue>,
     ) -> Envelope {
         let now = self.inner.clock.now().to_offset(time::UtcOffset::UTC);
-        let event_timestamp = rfc3339_seconds(now);
+        let event_timestamp = timestamp::whole_seconds(now);
         Envelope {
             event_id: new_event_id(now),
             event_type: ty.to_owned(),
@@ -417,7 +398,7 @@ impl Events {
         }
         let now = self.inner.clock.now().to_offset(time::UtcOffset::UTC);
         let event_id = new_event_id(now);
-        let event_timestamp = rfc3339_seconds(now);
+        let event_timestamp = timestamp::whole_seconds(now);
         self.inner.metrics.emitted(ty);
         if self.has_live() {
             match serde_json::value::to_raw_value(&object) {
@@ -743,31 +724,5 @@ async fn run_usage_flusher(events: Events) {
         if let Err(e) = events.flush_usage().await {
             tracing::warn!(error = %e, "usage counters could not be written; kept for the next flush");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_timestamps_are_rfc3339_in_whole_seconds() {
-        use time::macros::datetime;
-        assert_eq!(
-            rfc3339_seconds(datetime!(2026-01-02 03:04:05.678 UTC)),
-            "2026-01-02T03:04:05Z"
-        );
-        assert_eq!(
-            rfc3339_seconds(datetime!(0999-12-31 23:59:59 UTC)),
-            "0999-12-31T23:59:59Z"
-        );
-        // Before year 0: the `time` formatter's answer.
-        let far = OffsetDateTime::from_unix_timestamp(-62_200_000_000).unwrap();
-        assert!(far.year() < 0);
-        assert_eq!(
-            rfc3339_seconds(far),
-            far.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        );
     }
 }

@@ -18,6 +18,20 @@ fn numbers(events: &[Value]) -> Vec<u64> {
         .collect()
 }
 
+/// Every event emitted so far, once the `file` destination `dest` writing to `path` has them.
+async fn file_events(events: &Events, dest: &str, path: &std::path::Path) -> Vec<Value> {
+    events.flush().await;
+    eventually("file written", || async {
+        events.destination_status(dest).await.unwrap().pending == 0
+    })
+    .await;
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_gets_every_event_in_order_signed() {
     let fx = fixture().await;
@@ -434,16 +448,7 @@ async fn full_queue_drops_traffic_but_keeps_lifecycle_events() {
         "{metrics}"
     );
     events.start().await.unwrap();
-    events.flush().await;
-    eventually("written", || async {
-        events.destination_status(&dest).await.unwrap().pending == 0
-    })
-    .await;
-    let lines: Vec<Value> = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = file_events(&events, &dest, &path).await;
     assert_eq!(numbers(&lines), vec![0, 1, 2, 3, 10, 11, 12]);
     events.shutdown().await;
 }
@@ -720,16 +725,7 @@ async fn runs_of_one_type_keep_order_across_types_and_destinations() {
         receiver.max_batch()
     );
 
-    events.flush().await;
-    eventually("file written", || async {
-        events.destination_status(&file).await.unwrap().pending == 0
-    })
-    .await;
-    let lines: Vec<Value> = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = file_events(&events, &file, &path).await;
     let want: Vec<u64> = sent
         .iter()
         .filter(|(_, t)| *t == types::HTTP_REQUEST_COMPLETE)
